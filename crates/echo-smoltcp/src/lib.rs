@@ -1,0 +1,1 @@
+//! echo-smoltcp (being written)

@@ -1,0 +1,1 @@
+//! The workspace root package: it only owns `examples/` and `benches/`.
