@@ -1,0 +1,95 @@
+//! The one error type of the crate.
+
+use core::fmt;
+use core::net::SocketAddr;
+
+use crate::time::Duration;
+
+/// What went wrong, generic over the network stack's own error `E`.
+///
+/// Only failures that stop a role are errors: the server's listening socket, the client's
+/// connection attempts. A failure of one served connection is not an error of the server; it
+/// ends that connection and is reported as [`Event::Closed`](crate::Event::Closed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Error<E> {
+    /// The stack could not create a socket.
+    Socket(E),
+    /// Binding the listening socket to `port` failed.
+    Bind {
+        /// The port asked for.
+        port: u16,
+        /// The stack's error.
+        error: E,
+    },
+    /// Putting the bound socket into the listening state failed.
+    Listen {
+        /// The port of the listener.
+        port: u16,
+        /// The stack's error.
+        error: E,
+    },
+    /// The listening socket failed while accepting; the server closes it and listens again on
+    /// its next `poll`.
+    Accept(E),
+    /// The stack refused or failed the connection to `remote`.
+    Connect {
+        /// The server the client tried to reach.
+        remote: SocketAddr,
+        /// The stack's error.
+        error: E,
+    },
+    /// The connection to `remote` was not established within `after`.
+    ConnectTimeout {
+        /// The server the client tried to reach.
+        remote: SocketAddr,
+        /// The configured connect timeout.
+        after: Duration,
+    },
+}
+
+impl<E: fmt::Debug> fmt::Display for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Socket(error) => write!(f, "cannot create a socket: {error:?}"),
+            Error::Bind { port, error } => write!(f, "cannot bind port {port}: {error:?}"),
+            Error::Listen { port, error } => write!(f, "cannot listen on port {port}: {error:?}"),
+            Error::Accept(error) => write!(f, "the listening socket failed to accept: {error:?}"),
+            Error::Connect { remote, error } => write!(f, "cannot connect to {remote}: {error:?}"),
+            Error::ConnectTimeout { remote, after } => {
+                write!(
+                    f,
+                    "connecting to {remote} timed out after {} ms",
+                    after.as_millis()
+                )
+            }
+        }
+    }
+}
+
+impl<E: fmt::Debug> core::error::Error for Error<E> {}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::string::ToString;
+
+    #[test]
+    fn display_names_what_went_wrong() {
+        let bind: Error<&str> = Error::Bind {
+            port: 5001,
+            error: "AddrInUse",
+        };
+        assert_eq!(bind.to_string(), "cannot bind port 5001: \"AddrInUse\"");
+        let timeout: Error<()> = Error::ConnectTimeout {
+            remote: "10.0.0.1:5001".parse().unwrap(),
+            after: Duration::from_secs(3),
+        };
+        assert_eq!(
+            timeout.to_string(),
+            "connecting to 10.0.0.1:5001 timed out after 3000 ms"
+        );
+    }
+}

@@ -1,0 +1,184 @@
+//! One echoing connection: read, hand the same bytes back, never read past unsent bytes.
+//!
+//! Both roles use [`Link`]: the server for each accepted connection, the client for its one
+//! connection. This is the only place that moves bytes.
+
+use embedded_nal::{TcpClientStack, TcpError, TcpErrorKind};
+
+use crate::event::CloseReason;
+use crate::time::{Duration, Instant};
+
+/// What `receive` returning `Ok(0)` means for a stack. See the crate docs, "Stack contract".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ZeroRead {
+    /// `Ok(0)` is end of stream, as with std sockets (std-embedded-nal, `echo-std`,
+    /// `echo-smoltcp`). No data yet is `WouldBlock`.
+    #[default]
+    Eof,
+    /// `Ok(0)` means "no data yet" and end of stream is an error of kind `PipeClosed`, as with
+    /// smoltcp-nal 0.7.
+    NoData,
+}
+
+/// Byte counters of a role, totals since it was created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Stats {
+    /// Connections established (accepted, or connected by the client).
+    pub connections: u32,
+    /// Bytes read from peers.
+    pub bytes_received: u64,
+    /// Bytes handed back to the stack.
+    pub bytes_sent: u64,
+}
+
+/// What one [`Link::pump`] did.
+pub(crate) enum Pumped<E> {
+    /// Nothing could move.
+    Idle,
+    /// Bytes moved.
+    Progress,
+    /// The connection is over; the caller closes the socket.
+    Closed(CloseReason<E>),
+}
+
+/// An open, echoing connection. Its buffer lives with the role (one per slot).
+pub(crate) struct Link<T> {
+    pub(crate) socket: T,
+    /// Received bytes not yet sent are `buffer[start..end]`.
+    start: usize,
+    end: usize,
+    last_activity: Instant,
+}
+
+impl<T> Link<T> {
+    pub(crate) fn new(socket: T, now: Instant) -> Self {
+        Link {
+            socket,
+            start: 0,
+            end: 0,
+            last_activity: now,
+        }
+    }
+
+    /// Bytes received and not yet handed back.
+    pub(crate) fn unsent(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Whether nothing moved for `timeout` (never, without a timeout).
+    pub(crate) fn is_idle(&self, now: Instant, timeout: Option<Duration>) -> bool {
+        timeout.is_some_and(|timeout| now - self.last_activity >= timeout)
+    }
+
+    /// Sends what is pending, then, only if nothing is pending, reads once and sends that.
+    ///
+    /// `on_received` sees every chunk as read, before it is echoed.
+    pub(crate) fn pump<S>(
+        &mut self,
+        stack: &mut S,
+        buffer: &mut [u8],
+        zero_read: ZeroRead,
+        now: Instant,
+        stats: &mut Stats,
+        on_received: impl FnOnce(&[u8]),
+    ) -> Pumped<S::Error>
+    where
+        S: TcpClientStack<TcpSocket = T>,
+    {
+        let mut progress = false;
+        if self.unsent() > 0 {
+            match self.flush(stack, buffer, now, stats) {
+                Ok(moved) => progress = moved,
+                Err(reason) => return Pumped::Closed(reason),
+            }
+            if self.unsent() > 0 {
+                // Backpressure: the peer is not taking its echo, so it gets no more reads.
+                return if progress {
+                    Pumped::Progress
+                } else {
+                    Pumped::Idle
+                };
+            }
+        }
+
+        match stack.receive(&mut self.socket, buffer) {
+            Ok(0) => match zero_read {
+                ZeroRead::Eof => return Pumped::Closed(CloseReason::Eof),
+                ZeroRead::NoData => {}
+            },
+            Ok(n) => {
+                self.start = 0;
+                self.end = n;
+                self.last_activity = now;
+                stats.bytes_received += n as u64;
+                on_received(&buffer[..n]);
+                progress = true;
+                if let Err(reason) = self.flush(stack, buffer, now, stats) {
+                    return Pumped::Closed(reason);
+                }
+            }
+            Err(nb::Error::WouldBlock) => {}
+            // Nothing is pending here, so a peer that closed its side has had everything back.
+            Err(nb::Error::Other(e)) if e.kind() == TcpErrorKind::PipeClosed => {
+                return Pumped::Closed(CloseReason::Eof)
+            }
+            Err(nb::Error::Other(e)) => return Pumped::Closed(CloseReason::Failed(e)),
+        }
+        if progress {
+            Pumped::Progress
+        } else {
+            Pumped::Idle
+        }
+    }
+
+    /// Sends as much of the pending bytes as the stack takes now; `Ok(true)` if any went.
+    fn flush<S>(
+        &mut self,
+        stack: &mut S,
+        buffer: &[u8],
+        now: Instant,
+        stats: &mut Stats,
+    ) -> Result<bool, CloseReason<S::Error>>
+    where
+        S: TcpClientStack<TcpSocket = T>,
+    {
+        self.send_from(stack, &buffer[self.start..self.end], now, stats)
+            .map(|sent| {
+                self.start += sent;
+                if self.start == self.end {
+                    self.start = 0;
+                    self.end = 0;
+                }
+                sent > 0
+            })
+    }
+
+    /// Sends from `bytes` (pending echo or the client's greeting); returns how many went.
+    pub(crate) fn send_from<S>(
+        &mut self,
+        stack: &mut S,
+        bytes: &[u8],
+        now: Instant,
+        stats: &mut Stats,
+    ) -> Result<usize, CloseReason<S::Error>>
+    where
+        S: TcpClientStack<TcpSocket = T>,
+    {
+        match stack.send(&mut self.socket, bytes) {
+            Ok(sent) => {
+                if sent > 0 {
+                    self.last_activity = now;
+                    stats.bytes_sent += sent as u64;
+                }
+                Ok(sent)
+            }
+            Err(nb::Error::WouldBlock) => Ok(0),
+            Err(nb::Error::Other(e)) if e.kind() == TcpErrorKind::PipeClosed => {
+                Err(CloseReason::PipeClosed)
+            }
+            Err(nb::Error::Other(e)) => Err(CloseReason::Failed(e)),
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! The tutorial's 128x64 OLED as a model: events change text rows cheaply, drawing happens
+//! only when the board asks, and only for rows that changed.
+//!
+//! Layout: four 16-px rows at y = 0, 16, 32, 48 in the ISO-8859-1 6x13 font (21 columns).
+//! - server: row 0 `IP:PORT`, row 1 `accepting.....` or the number of clients, row 2 the last
+//!   connection change, row 3 the last received text (only that band is cleared and redrawn per
+//!   message, like the tutorial's `fill_rect(0,48,128,16,0)`);
+//! - client: the last received text from (0,0), wrapped to the width; when it is longer than
+//!   the screen, its end is shown.
+//!
+//! Text is decoded per connection with [`Utf8Decoder`]. A byte sequence that is not UTF-8 shows
+//! as a filled box, a character the font lacks (e.g. Chinese) as a hollow box.
+
+use core::fmt::{self, Write as _};
+use core::net::IpAddr;
+
+use embedded_graphics::mono_font::iso_8859_1::FONT_6X13;
+use embedded_graphics::mono_font::{MonoFont, MonoTextStyle};
+use embedded_graphics::pixelcolor::BinaryColor;
+use embedded_graphics::prelude::*;
+use embedded_graphics::primitives::{PrimitiveStyle, Rectangle};
+use embedded_graphics::text::{Baseline, Text};
+
+use crate::event::{ConnId, Event};
+use crate::utf8::Utf8Decoder;
+
+/// Screen width in pixels.
+pub const WIDTH: u32 = 128;
+/// Screen height in pixels.
+pub const HEIGHT: u32 = 64;
+/// Height of one text row in pixels (the tutorial's `DispChar` rows).
+pub const ROW_HEIGHT: u32 = 16;
+/// Number of text rows.
+pub const ROWS: usize = (HEIGHT / ROW_HEIGHT) as usize;
+
+const FONT: MonoFont<'static> = FONT_6X13;
+/// Characters per row.
+pub const COLUMNS: usize = (WIDTH / FONT_6X13.character_size.width) as usize;
+/// Vertical offset of the glyphs inside their row, to center the 13-px font.
+const GLYPH_TOP: i32 = ((ROW_HEIGHT - FONT_6X13.character_size.height) / 2) as i32;
+
+/// The server's row with its received text, at y = 48.
+pub const SERVER_TEXT_ROW: usize = 3;
+
+/// Connections whose partial characters are remembered at once.
+const DECODERS: usize = 4;
+
+/// One row of text, at most [`COLUMNS`] characters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Line {
+    chars: [char; COLUMNS],
+    len: usize,
+}
+
+impl Line {
+    const EMPTY: Line = Line {
+        chars: [' '; COLUMNS],
+        len: 0,
+    };
+
+    /// The characters of the row.
+    pub fn chars(&self) -> impl Iterator<Item = char> + '_ {
+        self.chars[..self.len].iter().copied()
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == COLUMNS
+    }
+
+    /// Appends `c`; returns false (and drops it) when the row is full.
+    fn push(&mut self, c: char) -> bool {
+        if self.is_full() {
+            return false;
+        }
+        self.chars[self.len] = c;
+        self.len += 1;
+        true
+    }
+
+    /// Appends `c`, dropping the first character when full, so the row shows the text's end.
+    fn push_tail(&mut self, c: char) {
+        if self.is_full() {
+            self.chars.copy_within(1.., 0);
+            self.len -= 1;
+        }
+        self.push(c);
+    }
+}
+
+impl fmt::Display for Line {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.chars().try_for_each(|c| f.write_char(c))
+    }
+}
+
+/// Writing past the end of a line truncates, it is not an error.
+impl fmt::Write for Line {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for c in s.chars() {
+            self.push(c);
+        }
+        Ok(())
+    }
+}
+
+/// Which of the tutorial's two screens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Server,
+    Client,
+}
+
+/// The text model of the OLED, and its drawing on any `DrawTarget<Color = BinaryColor>`.
+#[derive(Clone, Debug)]
+pub struct Screen {
+    role: Role,
+    lines: [Line; ROWS],
+    /// Bit `i` set: row `i` changed since the last draw.
+    dirty: u8,
+    local_ip: Option<IpAddr>,
+    port: Option<u16>,
+    clients: usize,
+    /// Client text cursor: the row being written.
+    cursor_row: usize,
+    /// Received text is being written (the first character of a message clears the old one).
+    text_started: bool,
+    decoders: [(Option<ConnId>, Utf8Decoder); DECODERS],
+    next_evicted: usize,
+}
+
+impl Screen {
+    /// The server's screen, before it listens.
+    pub fn server() -> Self {
+        let mut screen = Screen::new(Role::Server);
+        screen.set_line(1, format_args!("starting....."));
+        screen
+    }
+
+    /// The client's screen, before it connects.
+    pub fn client() -> Self {
+        Screen::new(Role::Client)
+    }
+
+    fn new(role: Role) -> Self {
+        Screen {
+            role,
+            lines: [Line::EMPTY; ROWS],
+            dirty: (1 << ROWS) - 1,
+            local_ip: None,
+            port: None,
+            clients: 0,
+            cursor_row: 0,
+            text_started: false,
+            decoders: [(None, Utf8Decoder::new()); DECODERS],
+            next_evicted: 0,
+        }
+    }
+
+    /// The text of row `index` (0 at the top).
+    ///
+    /// # Panics
+    /// If `index >= ROWS`.
+    pub fn line(&self, index: usize) -> &Line {
+        &self.lines[index]
+    }
+
+    /// Whether a draw would change anything.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty != 0
+    }
+
+    /// Makes the next draw repaint everything (e.g. after the display was reset).
+    pub fn invalidate(&mut self) {
+        self.dirty = (1 << ROWS) - 1;
+    }
+
+    /// The board's address, shown with the port on the server's first row.
+    pub fn set_local_ip(&mut self, ip: IpAddr) {
+        self.local_ip = Some(ip);
+        self.show_address();
+    }
+
+    /// A board message (e.g. `wifi: connecting`): the server's second row, the client's text.
+    pub fn set_status(&mut self, status: &str) {
+        match self.role {
+            Role::Server => self.set_line(1, format_args!("{status}")),
+            Role::Client => {
+                self.clear_text();
+                status.chars().for_each(|c| self.push_text(c));
+            }
+        }
+    }
+
+    /// Applies one event to the model; cheap, draws nothing.
+    pub fn update<E>(&mut self, event: &Event<'_, E>) {
+        match event {
+            Event::Listening { port } => {
+                self.port = Some(*port);
+                self.clients = 0;
+                self.show_address();
+                self.show_clients();
+            }
+            Event::Accepted { peer, .. } => {
+                self.clients += 1;
+                self.show_clients();
+                self.set_line(2, format_args!("+{peer}"));
+            }
+            Event::Closed { conn, reason } => {
+                self.clients = self.clients.saturating_sub(1);
+                self.forget(*conn);
+                self.show_clients();
+                self.set_line(2, format_args!("-{conn} {}", reason.as_str()));
+            }
+            Event::Received { conn, bytes } => self.show_received(*conn, bytes),
+            Event::Connecting { remote, attempt } => {
+                self.set_text(format_args!("connecting to {remote}"));
+                if *attempt > 1 {
+                    self.set_text_more(format_args!("\nattempt {attempt}"));
+                }
+            }
+            Event::Connected { remote, .. } => self.set_text(format_args!("connected to {remote}")),
+            Event::ConnectFailed { retry_in, .. } => self.set_text(format_args!(
+                "connect failed\nretry in {} ms",
+                retry_in.as_millis()
+            )),
+            Event::Disconnected { conn, reason } => {
+                self.forget(*conn);
+                self.set_text(format_args!("disconnected\n{}", reason.as_str()));
+            }
+        }
+    }
+
+    /// Draws the rows that changed since the last draw and returns the area drawn, `None` if
+    /// nothing changed. Each changed row's 16-px band is cleared, then its text drawn.
+    pub fn draw<D>(&mut self, target: &mut D) -> Result<Option<Rectangle>, D::Error>
+    where
+        D: DrawTarget<Color = BinaryColor>,
+    {
+        if self.dirty == 0 {
+            return Ok(None);
+        }
+        let first = self.dirty.trailing_zeros();
+        let last = 7 - self.dirty.leading_zeros();
+        for row in first..=last {
+            if self.dirty & (1 << row) != 0 {
+                draw_line(target, &self.lines[row as usize], row_top(row as usize))?;
+            }
+        }
+        self.dirty = 0;
+        Ok(Some(Rectangle::new(
+            Point::new(0, row_top(first as usize)),
+            Size::new(WIDTH, (last - first + 1) * ROW_HEIGHT),
+        )))
+    }
+
+    fn set_line(&mut self, row: usize, text: fmt::Arguments<'_>) {
+        let mut line = Line::EMPTY;
+        let _ = line.write_fmt(text);
+        if line != self.lines[row] {
+            self.lines[row] = line;
+            self.dirty |= 1 << row;
+        }
+    }
+
+    fn show_address(&mut self) {
+        match (self.local_ip, self.port) {
+            (Some(ip), Some(port)) => self.set_line(0, format_args!("{ip}:{port}")),
+            (None, Some(port)) => self.set_line(0, format_args!("port {port}")),
+            (Some(ip), None) => self.set_line(0, format_args!("{ip}")),
+            (None, None) => {}
+        }
+    }
+
+    fn show_clients(&mut self) {
+        match self.clients {
+            0 => self.set_line(1, format_args!("accepting.....")),
+            1 => self.set_line(1, format_args!("1 client")),
+            n => self.set_line(1, format_args!("{n} clients")),
+        }
+    }
+
+    fn show_received(&mut self, conn: ConnId, bytes: &[u8]) {
+        let decoder = self.decoder(conn);
+        let mut decoder_state = *decoder;
+        self.text_started = false;
+        decoder_state.decode(bytes, |c| self.push_received(c));
+        *self.decoder(conn) = decoder_state;
+    }
+
+    /// One decoded character of a message: the first one clears the previous message.
+    fn push_received(&mut self, c: char) {
+        if !self.text_started {
+            self.text_started = true;
+            match self.role {
+                Role::Server => {
+                    self.lines[SERVER_TEXT_ROW] = Line::EMPTY;
+                    self.dirty |= 1 << SERVER_TEXT_ROW;
+                }
+                Role::Client => self.clear_text(),
+            }
+        }
+        match self.role {
+            Role::Server => {
+                if let Some(c) = visible(c, ' ') {
+                    self.lines[SERVER_TEXT_ROW].push_tail(c);
+                }
+            }
+            Role::Client => self.push_text(c),
+        }
+    }
+
+    fn set_text(&mut self, text: fmt::Arguments<'_>) {
+        self.clear_text();
+        self.set_text_more(text);
+    }
+
+    fn set_text_more(&mut self, text: fmt::Arguments<'_>) {
+        struct Writer<'s>(&'s mut Screen);
+        impl fmt::Write for Writer<'_> {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                s.chars().for_each(|c| self.0.push_text(c));
+                Ok(())
+            }
+        }
+        let _ = Writer(self).write_fmt(text);
+    }
+
+    fn clear_text(&mut self) {
+        self.lines = [Line::EMPTY; ROWS];
+        self.cursor_row = 0;
+        self.dirty = (1 << ROWS) - 1;
+    }
+
+    /// Wraps at the width and at `\n`; past the last row, the text scrolls up.
+    fn push_text(&mut self, c: char) {
+        let Some(c) = visible(c, '\n') else { return };
+        if c == '\n' || self.lines[self.cursor_row].is_full() {
+            self.new_text_row();
+        }
+        if c != '\n' {
+            self.lines[self.cursor_row].push(c);
+        }
+        self.dirty = (1 << ROWS) - 1;
+    }
+
+    fn new_text_row(&mut self) {
+        if self.cursor_row + 1 < ROWS {
+            self.cursor_row += 1;
+        } else {
+            self.lines.copy_within(1.., 0);
+            self.lines[ROWS - 1] = Line::EMPTY;
+        }
+    }
+
+    fn decoder(&mut self, conn: ConnId) -> &mut Utf8Decoder {
+        let index = match self
+            .decoders
+            .iter()
+            .position(|(owner, _)| *owner == Some(conn))
+        {
+            Some(index) => index,
+            None => {
+                let index = match self.decoders.iter().position(|(owner, _)| owner.is_none()) {
+                    Some(free) => free,
+                    None => {
+                        let evicted = self.next_evicted;
+                        self.next_evicted = (evicted + 1) % DECODERS;
+                        evicted
+                    }
+                };
+                self.decoders[index] = (Some(conn), Utf8Decoder::new());
+                index
+            }
+        };
+        &mut self.decoders[index].1
+    }
+
+    fn forget(&mut self, conn: ConnId) {
+        for entry in self
+            .decoders
+            .iter_mut()
+            .filter(|(owner, _)| *owner == Some(conn))
+        {
+            *entry = (None, Utf8Decoder::new());
+        }
+    }
+}
+
+/// Control characters are not drawn: `\t` becomes a space, `newline` is kept as `\n` (the
+/// client wraps on it) and the rest are dropped.
+fn visible(c: char, newline: char) -> Option<char> {
+    match c {
+        '\n' => Some(newline),
+        '\t' => Some(' '),
+        c if c.is_control() => None,
+        c => Some(c),
+    }
+}
+
+fn row_top(row: usize) -> i32 {
+    row as i32 * ROW_HEIGHT as i32
+}
+
+/// Clears the row's band, then draws its text; boxes stand for what the font cannot show.
+fn draw_line<D>(target: &mut D, line: &Line, top: i32) -> Result<(), D::Error>
+where
+    D: DrawTarget<Color = BinaryColor>,
+{
+    Rectangle::new(Point::new(0, top), Size::new(WIDTH, ROW_HEIGHT))
+        .into_styled(PrimitiveStyle::with_fill(BinaryColor::Off))
+        .draw(target)?;
+
+    let mut text = [0u8; COLUMNS * 2];
+    let mut len = 0;
+    for c in line.chars() {
+        let drawable = if u32::from(c) <= 0xFF { c } else { ' ' };
+        len += drawable.encode_utf8(&mut text[len..]).len();
+    }
+    let text = core::str::from_utf8(&text[..len]).unwrap_or_default();
+    let style = MonoTextStyle::new(&FONT, BinaryColor::On);
+    Text::with_baseline(text, Point::new(0, top + GLYPH_TOP), style, Baseline::Top).draw(target)?;
+
+    let glyph = FONT.character_size;
+    for (column, c) in line.chars().enumerate() {
+        let style = match c {
+            char::REPLACEMENT_CHARACTER => PrimitiveStyle::with_fill(BinaryColor::On),
+            c if u32::from(c) > 0xFF => PrimitiveStyle::with_stroke(BinaryColor::On, 1),
+            _ => continue,
+        };
+        let corner = Point::new(column as i32 * glyph.width as i32 + 1, top + GLYPH_TOP + 2);
+        Rectangle::new(corner, Size::new(glyph.width - 2, glyph.height - 4))
+            .into_styled(style)
+            .draw(target)?;
+    }
+    Ok(())
+}
