@@ -408,3 +408,272 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::testing::{End, MockError, MockStack, Outgoing, Peer};
+    use std::vec;
+    use std::vec::Vec;
+
+    fn remote() -> SocketAddr {
+        "10.0.0.1:5001".parse().unwrap()
+    }
+
+    fn connects(peer: Peer) -> Outgoing {
+        Outgoing {
+            would_block: 2,
+            outcome: Ok(peer),
+        }
+    }
+
+    fn refused() -> Outgoing {
+        Outgoing {
+            would_block: 0,
+            outcome: Err(MockError::other("connection refused")),
+        }
+    }
+
+    /// Short event names, in order.
+    fn run(
+        client: &mut EchoClient<'_, MockStack>,
+        stack: &mut MockStack,
+        now: Instant,
+        polls: usize,
+    ) -> Vec<&'static str> {
+        let mut seen = Vec::new();
+        for _ in 0..polls {
+            let _ = client.poll(stack, now, |event| {
+                seen.push(match event {
+                    Event::Connecting { .. } => "connecting",
+                    Event::Connected { .. } => "connected",
+                    Event::ConnectFailed { .. } => "connect failed",
+                    Event::Received { .. } => "received",
+                    Event::Disconnected {
+                        reason: CloseReason::Eof,
+                        ..
+                    } => "disconnected: eof",
+                    Event::Disconnected { .. } => "disconnected: other",
+                    _ => "server event",
+                })
+            });
+        }
+        seen.dedup();
+        seen
+    }
+
+    #[test]
+    fn greets_then_echoes_and_finishes_when_the_server_closes() {
+        let mut stack = MockStack::default();
+        stack
+            .outgoing
+            .push_back(connects(Peer::new(5001, b"text from the server")));
+        let mut buffer = [0u8; 8];
+        let mut client = EchoClient::new(ClientConfig::new(remote()), &mut buffer);
+        let seen = run(&mut client, &mut stack, Instant::ZERO, 30);
+        assert_eq!(
+            seen,
+            ["connecting", "connected", "received", "disconnected: eof"]
+        );
+        let mut expected = DEFAULT_GREETING.as_bytes().to_vec();
+        expected.extend_from_slice(b"text from the server");
+        assert_eq!(stack.conn(0).received_by_peer, expected);
+        assert!(stack.conn(0).closed);
+        assert!(client.is_finished());
+    }
+
+    #[test]
+    fn sends_all_of_the_greeting_through_partial_sends_before_echoing() {
+        let mut stack = MockStack::default();
+        let mut peer = Peer::new(5001, b"echo me");
+        peer.send_sizes = vec![5, 0];
+        stack.outgoing.push_back(connects(peer));
+        let mut buffer = [0u8; 3];
+        let mut client = EchoClient::new(ClientConfig::new(remote()), &mut buffer);
+        run(&mut client, &mut stack, Instant::ZERO, 100);
+        let mut expected = DEFAULT_GREETING.as_bytes().to_vec();
+        expected.extend_from_slice(b"echo me");
+        assert_eq!(stack.conn(0).received_by_peer, expected);
+    }
+
+    #[test]
+    fn a_refused_connection_is_final_without_reconnect() {
+        let mut stack = MockStack::default();
+        stack.outgoing.push_back(refused());
+        let mut buffer = [0u8; 8];
+        let mut client = EchoClient::new(ClientConfig::new(remote()), &mut buffer);
+        assert!(client.poll(&mut stack, Instant::ZERO, |_| {}).unwrap());
+        let error = client.poll(&mut stack, Instant::ZERO, |_| {}).unwrap_err();
+        assert_eq!(
+            error,
+            Error::Connect {
+                remote: remote(),
+                error: MockError::other("connection refused")
+            }
+        );
+        assert!(client.is_finished());
+        assert!(!client.poll(&mut stack, Instant::ZERO, |_| {}).unwrap());
+    }
+
+    #[test]
+    fn gives_up_an_attempt_after_the_connect_timeout() {
+        let mut stack = MockStack::default(); // no outgoing script: connect blocks forever
+        let mut buffer = [0u8; 8];
+        let config = ClientConfig {
+            connect_timeout: Some(Duration::from_secs(3)),
+            ..ClientConfig::new(remote())
+        };
+        let mut client = EchoClient::new(config, &mut buffer);
+        client.poll(&mut stack, Instant::ZERO, |_| {}).unwrap();
+        assert!(!client
+            .poll(&mut stack, Instant::from_millis(2_999), |_| {})
+            .unwrap());
+        assert_eq!(client.next_deadline(), Some(Instant::from_millis(3_000)));
+        let error = client
+            .poll(&mut stack, Instant::from_millis(3_000), |_| {})
+            .unwrap_err();
+        assert_eq!(
+            error,
+            Error::ConnectTimeout {
+                remote: remote(),
+                after: Duration::from_secs(3)
+            }
+        );
+    }
+
+    #[test]
+    fn retries_with_doubling_backoff_then_connects() {
+        let mut stack = MockStack::default();
+        stack.outgoing.push_back(refused());
+        stack.outgoing.push_back(refused());
+        stack
+            .outgoing
+            .push_back(connects(Peer::new(5001, b"").end(End::Open)));
+        let mut buffer = [0u8; 8];
+        let config = ClientConfig {
+            reconnect: Some(Reconnect {
+                max_retries: Some(2),
+                ..Reconnect::default()
+            }),
+            ..ClientConfig::new(remote())
+        };
+        let mut client = EchoClient::new(config, &mut buffer);
+        let mut waits = Vec::new();
+        let mut now = Instant::ZERO;
+        for _ in 0..40 {
+            client
+                .poll(&mut stack, now, |event| {
+                    if let Event::ConnectFailed { retry_in, .. } = event {
+                        waits.push(retry_in);
+                    }
+                })
+                .unwrap();
+            now = now + Duration::from_millis(100);
+        }
+        assert_eq!(
+            waits,
+            [Duration::from_millis(500), Duration::from_millis(1000)]
+        );
+        assert!(client.is_connected());
+    }
+
+    #[test]
+    fn fails_once_the_retries_are_used_up() {
+        let mut stack = MockStack::default();
+        for _ in 0..3 {
+            stack.outgoing.push_back(refused());
+        }
+        let mut buffer = [0u8; 8];
+        let config = ClientConfig {
+            reconnect: Some(Reconnect {
+                max_retries: Some(2),
+                initial_backoff: Duration::ZERO,
+                ..Reconnect::default()
+            }),
+            ..ClientConfig::new(remote())
+        };
+        let mut client = EchoClient::new(config, &mut buffer);
+        let mut failures = 0;
+        let mut result = Ok(true);
+        for _ in 0..20 {
+            result = client.poll(&mut stack, Instant::ZERO, |event| {
+                if let Event::ConnectFailed { .. } = event {
+                    failures += 1
+                }
+            });
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(failures, 2);
+        assert!(matches!(result, Err(Error::Connect { .. })));
+        assert!(client.is_finished());
+    }
+
+    #[test]
+    fn reconnects_after_the_server_closes_when_asked_to() {
+        let mut stack = MockStack::default();
+        stack.outgoing.push_back(connects(Peer::new(5001, b"one")));
+        stack
+            .outgoing
+            .push_back(connects(Peer::new(5001, b"two").end(End::Open)));
+        let mut buffer = [0u8; 8];
+        let config = ClientConfig {
+            reconnect: Some(Reconnect {
+                initial_backoff: Duration::ZERO,
+                ..Reconnect::default()
+            }),
+            ..ClientConfig::new(remote())
+        };
+        let mut client = EchoClient::new(config, &mut buffer);
+        let seen = run(&mut client, &mut stack, Instant::ZERO, 40);
+        assert_eq!(
+            seen,
+            [
+                "connecting",
+                "connected",
+                "received",
+                "disconnected: eof",
+                "connecting",
+                "connected",
+                "received"
+            ]
+        );
+        assert!(stack.conn(1).received_by_peer.ends_with(b"two"));
+        assert_eq!(client.stats().connections, 2);
+    }
+
+    #[test]
+    fn sees_the_end_of_stream_as_pipe_closed_when_zero_read_means_no_data() {
+        let mut stack = MockStack::default();
+        let mut peer = Peer::new(5001, b"nal").end(End::PipeClosed);
+        peer.zero_when_empty = true;
+        peer.recv_blocks = vec![true, false];
+        stack.outgoing.push_back(connects(peer));
+        let mut buffer = [0u8; 8];
+        let config = ClientConfig {
+            zero_read: ZeroRead::NoData,
+            ..ClientConfig::new(remote())
+        };
+        let mut client = EchoClient::new(config, &mut buffer);
+        let seen = run(&mut client, &mut stack, Instant::ZERO, 30);
+        assert_eq!(
+            seen,
+            ["connecting", "connected", "received", "disconnected: eof"]
+        );
+        assert!(stack.conn(0).received_by_peer.ends_with(b"nal"));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_maximum() {
+        let reconnect = Reconnect {
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(5),
+            ..Reconnect::default()
+        };
+        let waits: Vec<u64> = (1..=5).map(|n| reconnect.backoff(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 5, 5]);
+        assert_eq!(reconnect.backoff(200), Duration::from_secs(5));
+    }
+}

@@ -24,7 +24,7 @@
 //!   when it chooses, only the rows that changed.
 //!
 //! # The loop a board runs
-//! ```ignore
+//! ```text
 //! let mut slots = [const { echo::Slot::new() }; echo::DEFAULT_MAX_CLIENTS];
 //! let mut buffer = [0u8; echo::DEFAULT_MAX_CLIENTS * echo::DEFAULT_BUFFER_SIZE];
 //! let mut server = echo::EchoServer::new(echo::ServerConfig::default(), &mut slots, &mut buffer);

@@ -213,12 +213,14 @@ impl Screen {
             }
             Event::Received { conn, bytes } => self.show_received(*conn, bytes),
             Event::Connecting { remote, attempt } => {
-                self.set_text(format_args!("connecting to {remote}"));
+                self.set_text(format_args!("connecting to\n{remote}"));
                 if *attempt > 1 {
                     self.set_text_more(format_args!("\nattempt {attempt}"));
                 }
             }
-            Event::Connected { remote, .. } => self.set_text(format_args!("connected to {remote}")),
+            Event::Connected { remote, .. } => {
+                self.set_text(format_args!("connected to\n{remote}"))
+            }
             Event::ConnectFailed { retry_in, .. } => self.set_text(format_args!(
                 "connect failed\nretry in {} ms",
                 retry_in.as_millis()
@@ -433,4 +435,285 @@ where
             .draw(target)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::event::CloseReason;
+    use core::convert::Infallible;
+    use embedded_graphics::mock_display::MockDisplay;
+    use std::string::{String, ToString};
+    use std::vec::Vec;
+
+    type TestEvent<'a> = Event<'a, ()>;
+
+    /// A 128x64 panel that remembers which pixels were written.
+    struct Panel {
+        on: [[bool; WIDTH as usize]; HEIGHT as usize],
+        touched_rows: Vec<i32>,
+    }
+
+    impl Panel {
+        fn new() -> Self {
+            Panel {
+                on: [[false; WIDTH as usize]; HEIGHT as usize],
+                touched_rows: Vec::new(),
+            }
+        }
+
+        fn band(&self, row: usize) -> Vec<[bool; WIDTH as usize]> {
+            self.on[row * 16..row * 16 + 16].to_vec()
+        }
+    }
+
+    impl OriginDimensions for Panel {
+        fn size(&self) -> Size {
+            Size::new(WIDTH, HEIGHT)
+        }
+    }
+
+    impl DrawTarget for Panel {
+        type Color = BinaryColor;
+        type Error = Infallible;
+
+        fn draw_iter<I>(&mut self, pixels: I) -> Result<(), Infallible>
+        where
+            I: IntoIterator<Item = Pixel<BinaryColor>>,
+        {
+            for Pixel(point, color) in pixels {
+                assert!(
+                    point.x >= 0
+                        && point.x < WIDTH as i32
+                        && point.y >= 0
+                        && point.y < HEIGHT as i32,
+                    "drew off the panel at {point:?}"
+                );
+                self.on[point.y as usize][point.x as usize] = color.is_on();
+                self.touched_rows.push(point.y);
+            }
+            Ok(())
+        }
+    }
+
+    /// What `text` looks like in row `row`, drawn directly with embedded-graphics.
+    fn expected_band(text: &str, row: usize) -> Vec<[bool; WIDTH as usize]> {
+        let mut panel = Panel::new();
+        let style = MonoTextStyle::new(&FONT, BinaryColor::On);
+        Text::with_baseline(
+            text,
+            Point::new(0, row_top(row) + GLYPH_TOP),
+            style,
+            Baseline::Top,
+        )
+        .draw(&mut panel)
+        .unwrap();
+        panel.band(row)
+    }
+
+    fn lines(screen: &Screen) -> [String; ROWS] {
+        core::array::from_fn(|row| screen.line(row).to_string())
+    }
+
+    fn received(conn: u32, bytes: &[u8]) -> Event<'_, ()> {
+        Event::Received {
+            conn: ConnId(conn),
+            bytes,
+        }
+    }
+
+    fn listening_server() -> Screen {
+        let mut screen = Screen::server();
+        screen.set_local_ip("192.168.4.1".parse().unwrap());
+        screen.update(&TestEvent::Listening { port: 5001 });
+        screen
+    }
+
+    #[test]
+    fn server_layout_follows_the_tutorial() {
+        let mut screen = listening_server();
+        assert_eq!(
+            lines(&screen),
+            ["192.168.4.1:5001", "accepting.....", "", ""]
+        );
+        screen.update(&TestEvent::Accepted {
+            conn: ConnId(0),
+            peer: "192.168.4.2:50000".parse().unwrap(),
+        });
+        screen.update(&received(0, b"hello"));
+        assert_eq!(
+            lines(&screen),
+            [
+                "192.168.4.1:5001",
+                "1 client",
+                "+192.168.4.2:50000",
+                "hello"
+            ]
+        );
+        screen.update(&TestEvent::Closed {
+            conn: ConnId(0),
+            reason: CloseReason::Eof,
+        });
+        assert_eq!(screen.line(1).to_string(), "accepting.....");
+        assert_eq!(screen.line(2).to_string(), "-#0 eof");
+
+        let mut panel = Panel::new();
+        screen.draw(&mut panel).unwrap();
+        assert_eq!(panel.band(0), expected_band("192.168.4.1:5001", 0));
+        assert_eq!(panel.band(3), expected_band("hello", 3));
+    }
+
+    #[test]
+    fn a_message_redraws_only_the_bottom_band() {
+        let mut screen = listening_server();
+        let mut panel = Panel::new();
+        screen.draw(&mut panel).unwrap();
+        assert_eq!(
+            screen.draw(&mut panel).unwrap(),
+            None,
+            "nothing changed, nothing drawn"
+        );
+
+        screen.update(&received(0, b"first"));
+        screen.update(&received(0, b"second"));
+        panel.touched_rows.clear();
+        let area = screen.draw(&mut panel).unwrap();
+        assert_eq!(
+            area,
+            Some(Rectangle::new(Point::new(0, 48), Size::new(128, 16)))
+        );
+        assert!(panel.touched_rows.iter().all(|y| (48..64).contains(y)));
+        assert_eq!(
+            panel.band(3),
+            expected_band("second", 3),
+            "the band was cleared before drawing"
+        );
+    }
+
+    #[test]
+    fn a_character_split_across_receives_is_shown_whole() {
+        let mut screen = listening_server();
+        let bytes = "café".as_bytes();
+        screen.update(&received(0, &bytes[..4]));
+        assert_eq!(screen.line(SERVER_TEXT_ROW).to_string(), "caf");
+        screen.update(&received(0, &bytes[4..]));
+        assert_eq!(screen.line(SERVER_TEXT_ROW).to_string(), "é");
+    }
+
+    #[test]
+    fn split_characters_of_two_clients_do_not_mix() {
+        let mut screen = listening_server();
+        let e_acute = "é".as_bytes();
+        let u_umlaut = "ü".as_bytes();
+        screen.update(&received(0, &e_acute[..1]));
+        screen.update(&received(1, &u_umlaut[..1]));
+        screen.update(&received(0, &e_acute[1..]));
+        assert_eq!(screen.line(SERVER_TEXT_ROW).to_string(), "é");
+        screen.update(&received(1, &u_umlaut[1..]));
+        assert_eq!(screen.line(SERVER_TEXT_ROW).to_string(), "ü");
+    }
+
+    #[test]
+    fn invalid_bytes_show_as_a_filled_box() {
+        let mut screen = listening_server();
+        screen.update(&received(0, b"a\xffb"));
+        assert_eq!(screen.line(SERVER_TEXT_ROW).to_string(), "a\u{fffd}b");
+        let mut panel = Panel::new();
+        screen.draw(&mut panel).unwrap();
+        // The box fills the middle of the second cell; the letters around it are intact.
+        assert!(panel.on[48 + 8][6 + 2]);
+        let band = panel.band(3);
+        let expected = expected_band("a b", 3);
+        for y in 0..16 {
+            assert_eq!(band[y][..6], expected[y][..6]);
+            assert_eq!(band[y][12..], expected[y][12..]);
+        }
+    }
+
+    #[test]
+    fn long_text_keeps_its_end_on_the_server_row() {
+        let mut screen = listening_server();
+        let text = "0123456789abcdefghijklmnopqrstuvwxyz";
+        screen.update(&received(0, text.as_bytes()));
+        assert_eq!(
+            screen.line(SERVER_TEXT_ROW).to_string(),
+            &text[text.len() - COLUMNS..]
+        );
+    }
+
+    #[test]
+    fn client_text_wraps_from_the_top_left() {
+        let mut screen = Screen::client();
+        screen.update(&received(
+            0,
+            "first line\nsecond line that is longer than the width".as_bytes(),
+        ));
+        assert_eq!(
+            lines(&screen),
+            [
+                "first line",
+                "second line that is l",
+                "onger than the width",
+                ""
+            ]
+        );
+        let mut panel = Panel::new();
+        let area = screen.draw(&mut panel).unwrap();
+        assert_eq!(
+            area,
+            Some(Rectangle::new(Point::zero(), Size::new(128, 64)))
+        );
+        assert_eq!(panel.band(0), expected_band("first line", 0));
+    }
+
+    #[test]
+    fn client_text_longer_than_the_screen_shows_its_end() {
+        let mut screen = Screen::client();
+        screen.update(&received(0, b"1\n2\n3\n4\n5\n6"));
+        assert_eq!(lines(&screen), ["3", "4", "5", "6"]);
+        screen.update(&received(0, b"next"));
+        assert_eq!(lines(&screen), ["next", "", "", ""]);
+    }
+
+    #[test]
+    fn client_shows_connection_changes() {
+        let mut screen = Screen::client();
+        let remote = "10.0.0.1:5001".parse().unwrap();
+        screen.update(&TestEvent::Connecting { remote, attempt: 2 });
+        assert_eq!(
+            lines(&screen),
+            ["connecting to", "10.0.0.1:5001", "attempt 2", ""]
+        );
+        screen.update(&TestEvent::Disconnected {
+            conn: ConnId(0),
+            reason: CloseReason::Eof,
+        });
+        assert_eq!(lines(&screen), ["disconnected", "eof", "", ""]);
+    }
+
+    #[test]
+    fn characters_the_font_lacks_show_as_a_hollow_box() {
+        let mut screen = Screen::client();
+        screen.update(&received(0, "中".as_bytes()));
+        let mut panel = Panel::new();
+        screen.draw(&mut panel).unwrap();
+        // Outline on, inside off.
+        assert!(panel.on[GLYPH_TOP as usize + 2][1]);
+        assert!(!panel.on[GLYPH_TOP as usize + 5][3]);
+    }
+
+    #[test]
+    fn draws_on_a_mock_display_without_leaving_its_bounds() {
+        // MockDisplay is 64x64: the left half of the screen, checked for overdraw.
+        let mut display = MockDisplay::new();
+        display.set_allow_out_of_bounds_drawing(true);
+        display.set_allow_overdraw(true);
+        let mut screen = listening_server();
+        screen.draw(&mut display).unwrap();
+        assert_eq!(
+            display.affected_area(),
+            Rectangle::new(Point::zero(), Size::new(64, 64))
+        );
+    }
 }

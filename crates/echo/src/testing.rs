@@ -205,23 +205,21 @@ impl TcpClientStack for MockStack {
         }
     }
 
-    fn connect(&mut self, socket: &mut usize, remote: SocketAddr) -> nb::Result<(), MockError> {
+    fn connect(&mut self, socket: &mut usize, _remote: SocketAddr) -> nb::Result<(), MockError> {
+        if let Socket::New = self.sockets[*socket] {
+            let Some(Outgoing {
+                would_block,
+                outcome,
+            }) = self.outgoing.pop_front()
+            else {
+                return Err(nb::Error::WouldBlock);
+            };
+            self.sockets[*socket] = Socket::Connecting {
+                would_block,
+                outcome,
+            };
+        }
         match core::mem::replace(&mut self.sockets[*socket], Socket::Closed) {
-            Socket::New => {
-                let Some(Outgoing {
-                    would_block,
-                    outcome,
-                }) = self.outgoing.pop_front()
-                else {
-                    self.sockets[*socket] = Socket::New;
-                    return Err(nb::Error::WouldBlock);
-                };
-                self.sockets[*socket] = Socket::Connecting {
-                    would_block,
-                    outcome,
-                };
-                self.connect(socket, remote)
-            }
             Socket::Connecting {
                 would_block: 0,
                 outcome,
