@@ -1,0 +1,522 @@
+//! The stack against the Linux kernel's TCP: this process drives smoltcp on tap0 as
+//! 192.168.69.2 while kernel sockets (threads of the same process) talk to it from
+//! 192.168.69.1, the kernel's side of tap0.
+//!
+//! Every test is `#[ignore]`d: it needs root and the namespace made by
+//! `scripts/tap-netns.sh`, which runs them (`tap-netns.sh test`, called by `.ci/run`):
+//!
+//! ```text
+//! cargo build -p echo-smoltcp --example tap && cargo test -p echo-smoltcp --test tap --no-run
+//! sudo crates/echo-smoltcp/scripts/tap-netns.sh up
+//! sudo crates/echo-smoltcp/scripts/tap-netns.sh run cargo test --offline -p echo-smoltcp --test tap -- --ignored --test-threads=1
+//! sudo crates/echo-smoltcp/scripts/tap-netns.sh down
+//! ```
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier, Mutex, MutexGuard};
+use std::task::{Wake, Waker};
+use std::thread::{self, JoinHandle, Thread};
+use std::time::{Duration as StdDuration, Instant as StdInstant};
+
+use common::{failed, options, ready, Rng};
+use echo::{ClientConfig, EchoClient, EchoServer, Event, ServerConfig, Slot, DEFAULT_GREETING};
+use echo_smoltcp::embedded_nal::{TcpClientStack, TcpError, TcpErrorKind, TcpFullStack};
+use echo_smoltcp::smoltcp::iface::{Config, SocketStorage};
+use echo_smoltcp::smoltcp::time::Instant;
+use echo_smoltcp::smoltcp::wire::{Ipv4Address, Ipv4Cidr};
+use echo_smoltcp::{DriverDevice, Error, Stack, TcpOptions};
+use embassy_net_tuntap::TunTapDevice;
+
+const NEEDS_TAP: &str = "needs root and tap0 in a netns: run scripts/tap-netns.sh test";
+const TAP: &str = "tap0";
+const KERNEL: [u8; 4] = [192, 168, 69, 1];
+const STACK: [u8; 4] = [192, 168, 69, 2];
+const LIMIT: StdDuration = StdDuration::from_secs(60);
+
+/// One test at a time on tap0: a TAP device has one reader.
+static TAP_LOCK: Mutex<()> = Mutex::new(());
+
+type TapStack<const N: usize> = Stack<'static, DriverDevice<TunTapDevice>, N>;
+
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// The stack on tap0, and the clock it runs on.
+struct Tap<const N: usize> {
+    stack: TapStack<N>,
+    start: StdInstant,
+    _lock: MutexGuard<'static, ()>,
+}
+
+impl<const N: usize> Tap<N> {
+    fn open(options: TcpOptions) -> Self {
+        let lock = TAP_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(
+            std::path::Path::new("/sys/class/net").join(TAP).exists(),
+            "{TAP} does not exist here: {NEEDS_TAP}"
+        );
+        let tap = TunTapDevice::new(TAP).unwrap_or_else(|e| panic!("open {TAP}: {e}"));
+        let mut device = DriverDevice::new(tap).unwrap();
+        device.set_waker(Waker::from(Arc::new(Unpark(thread::current()))));
+        let mut config = Config::new(device.hardware_address());
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        config.random_seed = since_epoch.as_nanos() as u64;
+        let storage: &'static mut [SocketStorage<'static>] =
+            Vec::leak((0..N + 1).map(|_| SocketStorage::EMPTY).collect());
+        let buffers = core::array::from_fn(|_| {
+            (
+                Vec::leak(vec![0u8; 32 * 1024]) as &mut [u8],
+                Vec::leak(vec![0u8; 32 * 1024]) as &mut [u8],
+            )
+        });
+        let mut stack =
+            Stack::new(device, config, storage, buffers, options, Instant::ZERO).unwrap();
+        stack.set_ipv4(Ipv4Cidr::new(Ipv4Address::from(STACK), 24), None);
+        Tap {
+            stack,
+            start: StdInstant::now(),
+            _lock: lock,
+        }
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.start.elapsed().as_micros() as i64)
+    }
+
+    fn echo_now(&self) -> echo::Instant {
+        echo::Instant::from_micros(self.start.elapsed().as_micros() as u64)
+    }
+
+    /// Polls the stack and runs `step` until it gives a value; panics after `LIMIT`.
+    fn drive<T>(
+        &mut self,
+        mut step: impl FnMut(&mut TapStack<N>, echo::Instant) -> Option<T>,
+    ) -> T {
+        let deadline = StdInstant::now() + LIMIT;
+        loop {
+            let changed = self.stack.poll(self.now());
+            let now = self.echo_now();
+            if let Some(value) = step(&mut self.stack, now) {
+                return value;
+            }
+            assert!(StdInstant::now() < deadline, "nothing after {LIMIT:?}");
+            if !changed {
+                let delay = self
+                    .stack
+                    .poll_delay(self.now())
+                    .map(|d| StdDuration::from_micros(d.total_micros()))
+                    .unwrap_or(StdDuration::from_millis(2))
+                    .min(StdDuration::from_millis(2));
+                thread::park_timeout(delay);
+            }
+        }
+    }
+}
+
+fn stack_addr(port: u16) -> SocketAddr {
+    SocketAddr::from((STACK, port))
+}
+
+fn kernel_connect(port: u16) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&stack_addr(port), StdDuration::from_secs(10))
+        .expect("kernel connects to the stack");
+    stream
+        .set_read_timeout(Some(StdDuration::from_secs(20)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(StdDuration::from_secs(20)))
+        .unwrap();
+    stream
+}
+
+/// Kernel client: writes `data` (then half-closes) while reading the echo until EOF.
+fn kernel_echo_client(
+    port: u16,
+    data: Vec<u8>,
+    start: Option<Arc<Barrier>>,
+) -> JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        if let Some(barrier) = start {
+            barrier.wait();
+        }
+        let stream = kernel_connect(port);
+        let mut writer = stream.try_clone().unwrap();
+        let sender = thread::spawn(move || {
+            for chunk in data.chunks(64 * 1024) {
+                writer.write_all(chunk).unwrap();
+            }
+            writer.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut echoed = Vec::new();
+        (&stream).read_to_end(&mut echoed).expect("read the echo");
+        sender.join().unwrap();
+        echoed
+    })
+}
+
+/// Runs the core's server on the stack until `done` (checked each round) is true.
+fn serve_until<const N: usize>(
+    tap: &mut Tap<N>,
+    server: &mut EchoServer<'_, TapStack<N>>,
+    events: &mut Vec<String>,
+    mut done: impl FnMut(&EchoServer<'_, TapStack<N>>) -> bool,
+) {
+    tap.drive(|stack, now| {
+        server
+            .poll(stack, now, |event| match event {
+                Event::Received { .. } => {}
+                other => events.push(format!("{other:?}")),
+            })
+            .unwrap();
+        done(server).then_some(())
+    });
+}
+
+#[test]
+#[ignore = "needs root and tap0 in a netns: run scripts/tap-netns.sh test"]
+fn linux_client_gets_4_mib_echoed_byte_exact_by_the_core_server() {
+    let mut tap: Tap<6> = Tap::open(options(3));
+    let mut slots = [const { Slot::new() }; 3];
+    let mut buffer = [0u8; 3 * 4096];
+    let config = ServerConfig {
+        port: 5101,
+        ..ServerConfig::default()
+    };
+    let mut server = EchoServer::new(config, &mut slots, &mut buffer);
+    let mut events = Vec::new();
+    serve_until(&mut tap, &mut server, &mut events, |s| {
+        s.listener().is_some()
+    });
+
+    let data = Rng::new(4).bytes(4 << 20);
+    let client = kernel_echo_client(5101, data.clone(), None);
+    serve_until(&mut tap, &mut server, &mut events, |_| client.is_finished());
+    let echoed = client.join().unwrap();
+    assert_eq!(echoed.len(), data.len());
+    assert!(echoed == data, "echo differs from what Linux sent");
+    assert_eq!(server.stats().bytes_received, 4 << 20);
+}
+
+#[test]
+#[ignore = "needs root and tap0 in a netns: run scripts/tap-netns.sh test"]
+fn three_linux_clients_connecting_at_once_are_served_together() {
+    let mut tap: Tap<6> = Tap::open(options(3));
+    let mut slots = [const { Slot::new() }; 3];
+    let mut buffer = [0u8; 3 * 1024];
+    let config = ServerConfig {
+        port: 5102,
+        ..ServerConfig::default()
+    };
+    let mut server = EchoServer::new(config, &mut slots, &mut buffer);
+    let mut events = Vec::new();
+    serve_until(&mut tap, &mut server, &mut events, |s| {
+        s.listener().is_some()
+    });
+    assert_eq!(tap.stack.listening(server.listener().unwrap()), Ok(3));
+
+    let barrier = Arc::new(Barrier::new(3));
+    let mut rng = Rng::new(33);
+    let sent: Vec<Vec<u8>> = (0..3).map(|i| rng.bytes(300_000 + i * 1000)).collect();
+    let clients: Vec<_> = sent
+        .iter()
+        .map(|data| kernel_echo_client(5102, data.clone(), Some(barrier.clone())))
+        .collect();
+    let mut most_at_once = 0;
+    serve_until(&mut tap, &mut server, &mut events, |s| {
+        most_at_once = most_at_once.max(s.active());
+        clients.iter().all(|c| c.is_finished())
+    });
+    for (client, data) in clients.into_iter().zip(&sent) {
+        assert!(client.join().unwrap() == *data, "an echo differs");
+    }
+    assert_eq!(most_at_once, 3, "all three were served at once");
+    let accepted = events.iter().filter(|e| e.starts_with("Accepted")).count();
+    assert_eq!(accepted, 3, "{events:?}");
+}
+
+#[test]
+#[ignore = "needs root and tap0 in a netns: run scripts/tap-netns.sh test"]
+fn a_linux_reset_mid_stream_is_pipe_closed() {
+    let mut tap: Tap<2> = Tap::open(options(1));
+    let mut l = tap.stack.socket().unwrap();
+    tap.stack.bind(&mut l, 5103).unwrap();
+    tap.stack.listen(&mut l).unwrap();
+
+    let data = Rng::new(7).bytes(100_000);
+    let (written_tx, written_rx) = mpsc::channel::<()>();
+    let (reset_tx, reset_rx) = mpsc::channel::<()>();
+    let client = thread::spawn(move || {
+        let stream = kernel_connect(5103);
+        (&stream).write_all(&data).unwrap();
+        written_tx.send(()).unwrap();
+        reset_rx.recv().unwrap();
+        // SO_LINGER 0: close sends RST instead of FIN.
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(StdDuration::ZERO))
+            .unwrap();
+        drop(stream);
+    });
+
+    let mut conn = tap.drive(|stack, _| ready(stack.accept(&mut l)).map(|(c, _)| c));
+    let mut buf = [0u8; 1000];
+    let (mut received, mut written) = (0, false);
+    tap.drive(|stack, _| {
+        if let Some(n) = ready(stack.receive(&mut conn, &mut buf)) {
+            received += n;
+        }
+        written = written || written_rx.try_recv().is_ok();
+        (written && received >= 10_000).then_some(())
+    });
+    reset_tx.send(()).unwrap();
+    client.join().unwrap();
+    let err = tap.drive(|stack, _| match stack.receive(&mut conn, &mut buf) {
+        Ok(n) => {
+            assert!(n > 0, "a reset is not EOF");
+            received += n;
+            None
+        }
+        Err(nb::Error::WouldBlock) => None,
+        Err(nb::Error::Other(e)) => Some(e),
+    });
+    assert_eq!(err, Error::ConnectionClosed);
+    assert_eq!(err.kind(), TcpErrorKind::PipeClosed);
+    assert!(received <= 100_000);
+    let err = failed(tap.stack.send(&mut conn, b"late")).unwrap();
+    assert_eq!(err.kind(), TcpErrorKind::PipeClosed);
+    tap.stack.close(conn).unwrap();
+}
+
+#[test]
+#[ignore = "needs root and tap0 in a netns: run scripts/tap-netns.sh test"]
+fn after_a_linux_half_close_receive_ends_in_eof_and_send_still_works() {
+    let mut tap: Tap<2> = Tap::open(options(1));
+    let mut l = tap.stack.socket().unwrap();
+    tap.stack.bind(&mut l, 5104).unwrap();
+    tap.stack.listen(&mut l).unwrap();
+
+    let data = Rng::new(8).bytes(300_000);
+    let expected: Vec<u8> = data.iter().rev().copied().collect();
+    let client = thread::spawn(move || {
+        let stream = kernel_connect(5104);
+        (&stream).write_all(&data).unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        let mut reply = Vec::new();
+        (&stream).read_to_end(&mut reply).unwrap();
+        reply
+    });
+
+    let mut conn = tap.drive(|stack, _| ready(stack.accept(&mut l)).map(|(c, _)| c));
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    tap.drive(|stack, _| match ready(stack.receive(&mut conn, &mut buf)) {
+        Some(0) => Some(()),
+        Some(n) => {
+            received.extend_from_slice(&buf[..n]);
+            None
+        }
+        None => None,
+    });
+    assert_eq!(received.len(), 300_000, "Ok(0) only after every byte");
+    assert_eq!(ready(tap.stack.receive(&mut conn, &mut buf)), Some(0));
+
+    // Answer after the peer's FIN: the whole data, reversed.
+    received.reverse();
+    let mut sent = 0;
+    tap.drive(|stack, _| {
+        if let Some(n) = ready(stack.send(&mut conn, &received[sent..])) {
+            sent += n;
+        }
+        (sent == received.len()).then_some(())
+    });
+    tap.stack.close(conn).unwrap();
+    tap.drive(|_, _| client.is_finished().then_some(()));
+    assert!(client.join().unwrap() == expected, "the reply differs");
+}
+
+#[test]
+#[ignore = "needs root and tap0 in a netns: run scripts/tap-netns.sh test"]
+fn the_core_client_echoes_for_a_linux_server_until_it_closes() {
+    let mut tap: Tap<2> = Tap::open(options(1));
+    let listener = TcpListener::bind(SocketAddr::from((KERNEL, 6101))).unwrap();
+    let data = Rng::new(9).bytes(1 << 20);
+    let expected = data.clone();
+    let server = thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(StdDuration::from_secs(20)))
+            .unwrap();
+        let mut greeting = vec![0u8; DEFAULT_GREETING.len()];
+        (&stream).read_exact(&mut greeting).unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let sender = thread::spawn(move || writer.write_all(&data).unwrap());
+        let mut echoed = vec![0u8; expected.len()];
+        (&stream).read_exact(&mut echoed).unwrap();
+        sender.join().unwrap();
+        drop(stream);
+        (greeting, echoed == expected)
+    });
+
+    let mut config = ClientConfig::new(SocketAddr::from((KERNEL, 6101)));
+    config.connect_timeout = Some(echo::Duration::from_secs(10));
+    let mut buffer = [0u8; 4096];
+    let mut client = EchoClient::new(config, &mut buffer);
+    let mut last = String::new();
+    tap.drive(|stack, now| {
+        client
+            .poll(stack, now, |event| {
+                if !matches!(event, Event::Received { .. }) {
+                    last = format!("{event:?}");
+                }
+            })
+            .unwrap();
+        client.is_finished().then_some(())
+    });
+    let (greeting, echo_ok) = server.join().unwrap();
+    assert_eq!(greeting, DEFAULT_GREETING.as_bytes());
+    assert!(echo_ok, "the client's echo differs");
+    assert!(
+        last.starts_with("Disconnected") && last.contains("Eof"),
+        "{last}"
+    );
+    assert_eq!(client.stats().bytes_received, 1 << 20);
+}
+
+#[test]
+#[ignore = "needs root and tap0 in a netns: run scripts/tap-netns.sh test"]
+fn connecting_to_a_closed_linux_port_fails() {
+    let mut tap: Tap<1> = Tap::open(options(1));
+    let mut socket = tap.stack.socket().unwrap();
+    let remote = SocketAddr::from((KERNEL, 6199));
+    let err = tap.drive(|stack, _| failed(stack.connect(&mut socket, remote)));
+    assert_eq!(err, Error::ConnectFailed);
+    assert_eq!(err.kind(), TcpErrorKind::Other);
+}
+
+/// The `tap` example, built next to this test (`cargo build --example tap`).
+fn example(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    let exe = std::env::current_exe().unwrap();
+    let path: PathBuf = exe.parent().unwrap().parent().unwrap().join("examples/tap");
+    assert!(
+        path.exists(),
+        "{} missing: cargo build -p echo-smoltcp --example tap",
+        path.display()
+    );
+    let mut child = Command::new(path)
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Kills the example when the test ends, passed or not.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+#[ignore = "needs root and tap0 in a netns: run scripts/tap-netns.sh test"]
+fn the_tap_example_serves_three_linux_clients() {
+    let _lock = TAP_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (child, lines) = example(&[
+        "server",
+        "--iface",
+        TAP,
+        "--ip",
+        "192.168.69.2/24",
+        "--port",
+        "5201",
+    ]);
+    let _running = Running(child);
+    let first = lines.recv_timeout(StdDuration::from_secs(20)).unwrap();
+    assert_eq!(first, "listening on 192.168.69.2:5201");
+
+    let barrier = Arc::new(Barrier::new(3));
+    let clients: Vec<_> = (0..3)
+        .map(|i| {
+            let message = format!("hello from linux client {i}\n").repeat(1000);
+            let client =
+                kernel_echo_client(5201, message.clone().into_bytes(), Some(barrier.clone()));
+            (client, message)
+        })
+        .collect();
+    for (client, message) in clients {
+        assert!(
+            client.join().unwrap() == message.as_bytes(),
+            "an echo differs"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs root and tap0 in a netns: run scripts/tap-netns.sh test"]
+fn the_tap_example_client_greets_echoes_and_exits_0() {
+    let _lock = TAP_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let listener = TcpListener::bind(SocketAddr::from((KERNEL, 6201))).unwrap();
+    let (child, _lines) = example(&[
+        "client",
+        "--iface",
+        TAP,
+        "--ip",
+        "192.168.69.2/24",
+        "--host",
+        "192.168.69.1",
+        "--port",
+        "6201",
+    ]);
+    let mut running = Running(child);
+
+    let (stream, _) = listener.accept().unwrap();
+    stream
+        .set_read_timeout(Some(StdDuration::from_secs(20)))
+        .unwrap();
+    let mut greeting = vec![0u8; DEFAULT_GREETING.len()];
+    (&stream).read_exact(&mut greeting).unwrap();
+    assert_eq!(greeting, DEFAULT_GREETING.as_bytes());
+    for message in ["ping 1", "ping 2, a little longer"] {
+        (&stream).write_all(message.as_bytes()).unwrap();
+        let mut echo = vec![0u8; message.len()];
+        (&stream).read_exact(&mut echo).unwrap();
+        assert_eq!(echo, message.as_bytes());
+    }
+    drop(stream);
+
+    let deadline = StdInstant::now() + StdDuration::from_secs(20);
+    let status = loop {
+        if let Some(status) = running.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(StdInstant::now() < deadline, "the example did not exit");
+        thread::sleep(StdDuration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+}
