@@ -1,0 +1,27 @@
+//! The part of the `echo-esp32` firmware that needs no chip, tested on the host.
+//!
+//! - [`dhcp`]: the DHCP server of the soft access point (`tcp_server_ap`), a lease pool over
+//!   edge-dhcp's sans-io server; it turns a received datagram into the reply and where to send it.
+//! - [`oled`]: the 128x64 SSD1306 in buffered graphics mode on any `embedded-hal` I2C bus, a
+//!   flush pacer, and [`oled::CountingI2c`], a bus that counts what a flush puts on the wire.
+//! - [`wifi`]: when to (re)connect the station: attempt timeout, retries with backoff, link loss.
+//! - [`settings`]: `const fn` parsers for the settings the examples take from build-time env.
+//! - [`text`]: [`text::ShortText`], a fixed-size status line for logs and the screen.
+//!
+//! The firmware (`crates/echo-esp32`) owns the chip: it feeds these types the clock, the radio's
+//! link state and the UDP socket.
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+#[macro_use]
+mod fmt;
+
+pub mod dhcp;
+pub mod oled;
+pub mod settings;
+pub mod text;
+pub mod wifi;
+
+pub use echo::{Duration, Instant};
+pub use {edge_dhcp, ssd1306};

@@ -1,0 +1,296 @@
+//! The 128x64 SSD1306 on I2C, and what a flush costs on the bus.
+//!
+//! The display runs in ssd1306's buffered graphics mode: drawing only changes the frame buffer
+//! and widens its dirty rectangle, and [`Ssd1306::flush`] sends that rectangle, rounded to
+//! 8-row pages. [`echo::Screen`] redraws only the 16-px rows that changed, so a new line of
+//! received text costs 2 pages (256 bytes) instead of the full frame (1024 bytes).
+//!
+//! [`FlushPacer`] limits how often the firmware flushes, so that a fast stream of received
+//! bytes does not spend the loop on I2C; the screen model keeps the latest text meanwhile.
+
+use core::{cell::Cell, convert::Infallible};
+
+use embedded_hal::i2c::{ErrorType, I2c, Operation, SevenBitAddress};
+use ssd1306::{
+    mode::BufferedGraphicsMode, prelude::*, size::DisplaySize128x64, I2CDisplayInterface, Ssd1306,
+};
+
+pub use ssd1306::mode::DisplayConfig;
+
+use crate::{Duration, Instant};
+
+/// The display's I2C address (SA0 low), the one the tutorial's board uses.
+pub const ADDRESS: u8 = 0x3C;
+
+/// The I2C clock the display is driven at.
+pub const BUS_HZ: u32 = 400_000;
+
+/// The display over I2C bus `I`, buffered.
+pub type Oled<I> =
+    Ssd1306<I2CInterface<I>, DisplaySize128x64, BufferedGraphicsMode<DisplaySize128x64>>;
+
+/// The display at [`ADDRESS`] on `i2c`, not yet initialised (call `init()`, then flush).
+pub fn oled<I>(i2c: I) -> Oled<I>
+where
+    I: I2c,
+{
+    Ssd1306::new(
+        I2CDisplayInterface::new_custom_address(i2c, ADDRESS),
+        DisplaySize128x64,
+        DisplayRotation::Rotate0,
+    )
+    .into_buffered_graphics_mode()
+}
+
+/// Decides when the firmware may flush: at most once per `interval`.
+#[derive(Clone, Copy, Debug)]
+pub struct FlushPacer {
+    interval: Duration,
+    next: Instant,
+}
+
+impl FlushPacer {
+    /// A pacer that allows a flush right away, then one per `interval`.
+    pub const fn new(interval: Duration) -> Self {
+        FlushPacer {
+            interval,
+            next: Instant::ZERO,
+        }
+    }
+
+    /// Whether a flush may happen at `now`; if so, the next one may happen `interval` later.
+    pub fn ready(&mut self, now: Instant) -> bool {
+        if now < self.next {
+            return false;
+        }
+        self.next = now + self.interval;
+        true
+    }
+}
+
+/// An I2C bus with no device behind it that counts what is written to it.
+///
+/// Every write is acknowledged; reads return zeros. The counters sit in `Cell`s so that a
+/// display can own `&CountingI2c` while the test or bench reads them between flushes:
+///
+/// ```
+/// use echo_esp32_logic::oled::{oled, CountingI2c, DisplayConfig};
+/// let bus = CountingI2c::new();
+/// let mut display = oled(&bus);
+/// display.init().unwrap();
+/// bus.reset();
+/// display.flush().unwrap(); // init cleared the buffer: the whole frame goes out
+/// assert!(bus.bytes_written() > 1024);
+/// bus.reset();
+/// display.flush().unwrap(); // nothing drawn since: nothing sent
+/// assert_eq!(bus.wire_bytes(), 0);
+/// ```
+#[derive(Debug, Default)]
+pub struct CountingI2c {
+    transactions: Cell<usize>,
+    bytes_written: Cell<usize>,
+}
+
+impl CountingI2c {
+    /// A bus that has seen nothing.
+    pub const fn new() -> Self {
+        CountingI2c {
+            transactions: Cell::new(0),
+            bytes_written: Cell::new(0),
+        }
+    }
+
+    /// Transactions since the last reset (each is a start condition and an address byte).
+    pub fn transactions(&self) -> usize {
+        self.transactions.get()
+    }
+
+    /// Bytes written since the last reset, not counting the address bytes.
+    pub fn bytes_written(&self) -> usize {
+        self.bytes_written.get()
+    }
+
+    /// Bytes on the wire: the written bytes plus one address byte per transaction.
+    pub fn wire_bytes(&self) -> usize {
+        self.bytes_written() + self.transactions()
+    }
+
+    /// How long the bus was busy at `bus_hz`: 9 clocks per byte (8 bits and the acknowledge)
+    /// plus about 2 for the start and stop conditions of each transaction.
+    pub fn bus_time(&self, bus_hz: u32) -> Duration {
+        let clocks = self.wire_bytes() as u64 * 9 + self.transactions() as u64 * 2;
+        Duration::from_nanos(clocks * 1_000_000_000 / u64::from(bus_hz))
+    }
+
+    /// Sets the counters back to zero.
+    pub fn reset(&self) {
+        self.transactions.set(0);
+        self.bytes_written.set(0);
+    }
+
+    fn record(&self, operations: &mut [Operation<'_>]) {
+        self.transactions.set(self.transactions.get() + 1);
+        for operation in operations {
+            match operation {
+                Operation::Write(bytes) => self
+                    .bytes_written
+                    .set(self.bytes_written.get() + bytes.len()),
+                Operation::Read(buffer) => buffer.fill(0),
+            }
+        }
+    }
+}
+
+impl ErrorType for CountingI2c {
+    type Error = Infallible;
+}
+
+impl I2c<SevenBitAddress> for CountingI2c {
+    fn transaction(
+        &mut self,
+        _address: SevenBitAddress,
+        operations: &mut [Operation<'_>],
+    ) -> Result<(), Self::Error> {
+        self.record(operations);
+        Ok(())
+    }
+}
+
+impl ErrorType for &CountingI2c {
+    type Error = Infallible;
+}
+
+impl I2c<SevenBitAddress> for &CountingI2c {
+    fn transaction(
+        &mut self,
+        _address: SevenBitAddress,
+        operations: &mut [Operation<'_>],
+    ) -> Result<(), Self::Error> {
+        self.record(operations);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+    use echo::{ConnId, Event, Screen};
+
+    /// A display showing the server screen, flushed once, with the bus counters reset.
+    fn server_display(bus: &CountingI2c) -> (Oled<&CountingI2c>, Screen) {
+        let mut display = oled(bus);
+        display.init().unwrap();
+        let mut screen = Screen::server();
+        screen.set_local_ip(IpAddr::V4(Ipv4Addr::new(192, 168, 4, 1)));
+        screen.update::<()>(&Event::Listening { port: 5001 });
+        screen.draw(&mut display).unwrap();
+        display.flush().unwrap();
+        bus.reset();
+        (display, screen)
+    }
+
+    /// display-interface-i2c sends data 16 bytes per transaction behind a control byte, so a
+    /// 128-column page is 136 bytes on the wire; the window commands add a few bytes.
+    const PAGE_BYTES: usize = 128 / 16 * 17;
+
+    /// How many whole pages the counted flush sent.
+    fn pages_sent(bus: &CountingI2c) -> usize {
+        let pages = bus.bytes_written() / PAGE_BYTES;
+        let commands = bus.bytes_written() % PAGE_BYTES;
+        assert!(commands <= 16, "{commands} bytes besides pages: {bus:?}");
+        pages
+    }
+
+    fn received(screen: &mut Screen, text: &str) {
+        screen.update::<()>(&Event::Received {
+            conn: ConnId(1),
+            bytes: text.as_bytes(),
+        });
+    }
+
+    #[test]
+    fn received_text_row_sends_only_its_two_pages() {
+        let bus = CountingI2c::new();
+        let (mut display, mut screen) = server_display(&bus);
+
+        received(&mut screen, "hello");
+        let area = screen.draw(&mut display).unwrap().unwrap();
+        display.flush().unwrap();
+
+        assert_eq!(area.top_left.y, 48);
+        assert_eq!(area.size.height, 16);
+        assert_eq!(pages_sent(&bus), 2);
+    }
+
+    #[test]
+    fn one_row_costs_about_a_quarter_of_a_full_frame() {
+        let bus = CountingI2c::new();
+        let (mut display, mut screen) = server_display(&bus);
+        received(&mut screen, "hello");
+        screen.draw(&mut display).unwrap();
+        display.flush().unwrap();
+        let one_row = bus.wire_bytes();
+
+        bus.reset();
+        screen.invalidate();
+        screen.draw(&mut display).unwrap();
+        display.flush().unwrap();
+        let full = bus.wire_bytes();
+
+        assert_eq!(pages_sent(&bus), 8);
+        assert!(
+            one_row * 3 < full,
+            "one row {one_row} B, full frame {full} B"
+        );
+        assert!(
+            one_row * 5 > full,
+            "one row {one_row} B, full frame {full} B"
+        );
+    }
+
+    #[test]
+    fn nothing_changed_sends_nothing() {
+        let bus = CountingI2c::new();
+        let (mut display, mut screen) = server_display(&bus);
+        assert_eq!(screen.draw(&mut display).unwrap(), None);
+        display.flush().unwrap();
+        assert_eq!(bus.wire_bytes(), 0);
+    }
+
+    #[test]
+    fn accepting_a_client_redraws_two_rows_only() {
+        let bus = CountingI2c::new();
+        let (mut display, mut screen) = server_display(&bus);
+        screen.update::<()>(&Event::Accepted {
+            conn: ConnId(1),
+            peer: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 168, 4, 2)), 50000),
+        });
+        screen.draw(&mut display).unwrap();
+        display.flush().unwrap();
+        // Rows 1 (client count) and 2 (the peer): y 16..48, 4 pages.
+        assert_eq!(pages_sent(&bus), 4);
+    }
+
+    #[test]
+    fn bus_time_at_400_khz_is_about_23_ms_per_full_frame() {
+        let bus = CountingI2c::new();
+        let mut display = oled(&bus);
+        display.init().unwrap();
+        bus.reset();
+        display.clear_buffer();
+        display.flush().unwrap();
+        let ms = bus.bus_time(BUS_HZ).as_millis();
+        assert!((23..30).contains(&ms), "{ms} ms for {bus:?}");
+    }
+
+    #[test]
+    fn pacer_allows_one_flush_per_interval() {
+        let mut pacer = FlushPacer::new(Duration::from_millis(50));
+        assert!(pacer.ready(Instant::from_millis(0)));
+        assert!(!pacer.ready(Instant::from_millis(49)));
+        assert!(pacer.ready(Instant::from_millis(50)));
+        assert!(!pacer.ready(Instant::from_millis(60)));
+        assert!(pacer.ready(Instant::from_millis(1000)));
+    }
+}

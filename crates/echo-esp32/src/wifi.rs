@@ -1,0 +1,127 @@
+//! The radio: station credentials, connection attempts bounded in time, the access point.
+//!
+//! Neither the SSID nor the password is ever logged or shown: errors carry only the reason.
+
+use core::fmt;
+use core::future::Future;
+use core::pin::pin;
+use core::task::{Context, Poll, Waker};
+
+use echo::Duration;
+use esp_radio::wifi::{
+    ap::AccessPointConfig, sta::StationConfig, AuthenticationMethodConfig, Config, ConnectionError,
+    DisconnectReason, WifiController, WifiError,
+};
+use esp_rtos::CurrentThreadHandle;
+
+/// The network a station joins, from build-time env. Deliberately not `Debug`.
+#[derive(Clone, Copy)]
+pub struct Credentials {
+    /// Network name.
+    pub ssid: &'static str,
+    /// WPA2 passphrase; empty for an open network.
+    pub password: &'static str,
+}
+
+/// The network the board makes in access point mode. Deliberately not `Debug`.
+#[derive(Clone, Copy)]
+pub struct AccessPoint {
+    /// Network name.
+    pub ssid: &'static str,
+    /// WPA2 passphrase (8 to 63 characters); empty for an open network.
+    pub password: &'static str,
+    /// 2.4 GHz channel, 1 to 13.
+    pub channel: u8,
+}
+
+/// Why the station is not connected.
+#[derive(Clone, Copy, Debug)]
+pub enum ConnectFailure {
+    /// No answer within the attempt's time.
+    Timeout,
+    /// The access point or the driver refused, with the 802.11 reason (e.g. `NoApFound`,
+    /// `AuthenticationFailed` for a wrong password).
+    Refused(DisconnectReason),
+    /// The driver failed.
+    Driver(WifiError),
+}
+
+impl fmt::Display for ConnectFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectFailure::Timeout => f.write_str("timeout"),
+            ConnectFailure::Refused(reason) => write!(f, "{reason:?}"),
+            ConnectFailure::Driver(error) => write!(f, "{error:?}"),
+        }
+    }
+}
+
+/// Sets the station's network; the radio starts in station mode.
+pub(crate) fn configure_station(
+    wifi: &mut WifiController<'static>,
+    credentials: &Credentials,
+) -> Result<(), WifiError> {
+    let authentication = if credentials.password.is_empty() {
+        AuthenticationMethodConfig::Open
+    } else {
+        AuthenticationMethodConfig::Wpa2Personal(credentials.password.try_into()?)
+    };
+    let station = StationConfig::default()
+        .with_ssid(credentials.ssid.try_into()?)
+        .with_authentication(authentication);
+    wifi.set_config(&Config::Station(station))
+}
+
+/// Starts the access point; the radio starts in access point mode.
+pub(crate) fn start_access_point(
+    wifi: &mut WifiController<'static>,
+    ap: &AccessPoint,
+) -> Result<(), WifiError> {
+    let authentication = if ap.password.is_empty() {
+        AuthenticationMethodConfig::Open
+    } else {
+        AuthenticationMethodConfig::Wpa2Personal(ap.password.try_into()?)
+    };
+    let config = AccessPointConfig::default()
+        .with_ssid(ap.ssid.try_into()?)
+        .with_channel(ap.channel)
+        .with_authentication(authentication);
+    wifi.set_config(&Config::AccessPoint(config))
+}
+
+/// One connection attempt, given up after `timeout`.
+pub(crate) fn connect(
+    wifi: &mut WifiController<'static>,
+    timeout: Duration,
+) -> Result<(), ConnectFailure> {
+    let outcome = block_on_for(wifi.connect_async(), timeout);
+    match outcome {
+        Some(Ok(_)) => Ok(()),
+        Some(Err(ConnectionError::Failed(info))) => Err(ConnectFailure::Refused(info.reason)),
+        Some(Err(ConnectionError::WifiError(e))) => Err(ConnectFailure::Driver(e)),
+        Some(Err(_)) => Err(ConnectFailure::Driver(WifiError::Other)),
+        None => {
+            // Cancel the attempt still under way so the next one starts clean.
+            let _ = block_on_for(wifi.disconnect_async(), Duration::from_secs(1));
+            Err(ConnectFailure::Timeout)
+        }
+    }
+}
+
+/// Runs `future` until it completes or `timeout` passes, sleeping 1 ms between polls so the
+/// radio's tasks run. The radio's futures are woken by its events; polling them again after a
+/// millisecond costs less than the waker plumbing a blocking firmware would otherwise need.
+fn block_on_for<F: Future>(future: F, timeout: Duration) -> Option<F::Output> {
+    let deadline = crate::now() + timeout;
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return Some(output);
+        }
+        if crate::now() >= deadline {
+            return None;
+        }
+        CurrentThreadHandle::get().delay(esp_hal::time::Duration::from_millis(1));
+    }
+}
