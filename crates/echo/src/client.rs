@@ -331,6 +331,18 @@ where
         }
     }
 
+    /// Drops the connection (or attempt, or wait) and connects again on the next `poll`, even
+    /// when finished: for a board whose network went down and came back, where waiting for
+    /// the stack to notice the dead connection would take its keep-alive timeout.
+    pub fn restart<F>(&mut self, stack: &mut S, on_event: F)
+    where
+        F: FnMut(Event<'_, S::Error>),
+    {
+        self.shutdown(stack, on_event);
+        self.failures = 0;
+        self.state = State::Idle;
+    }
+
     /// The greeting first, then the echo; returns the outcome and how much of the greeting went.
     fn echo<F>(
         &mut self,
@@ -663,6 +675,33 @@ mod tests {
             ["connecting", "connected", "received", "disconnected: eof"]
         );
         assert!(stack.conn(0).received_by_peer.ends_with(b"nal"));
+    }
+
+    #[test]
+    fn restart_drops_the_connection_and_connects_again() {
+        let mut stack = MockStack::default();
+        stack
+            .outgoing
+            .push_back(connects(Peer::new(5001, b"").end(End::Open)));
+        stack
+            .outgoing
+            .push_back(connects(Peer::new(5001, b"").end(End::Open)));
+        let mut buffer = [0u8; 8];
+        let mut client = EchoClient::new(ClientConfig::new(remote()), &mut buffer);
+        run(&mut client, &mut stack, Instant::ZERO, 10);
+        assert!(client.is_connected());
+        let mut reasons = Vec::new();
+        client.restart(&mut stack, |event| {
+            if let Event::Disconnected { reason, .. } = event {
+                reasons.push(reason);
+            }
+        });
+        assert_eq!(reasons, [CloseReason::Shutdown]);
+        assert!(stack.conn(0).closed);
+        let seen = run(&mut client, &mut stack, Instant::ZERO, 10);
+        assert_eq!(seen, ["connecting", "connected"]);
+        assert!(client.is_connected());
+        assert_eq!(stack.conns.len(), 2);
     }
 
     #[test]
