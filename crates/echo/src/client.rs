@@ -4,10 +4,11 @@ use core::net::SocketAddr;
 
 use embedded_nal::TcpClientStack;
 
+use crate::addr::Address;
 use crate::error::Error;
 use crate::event::{CloseReason, ConnId, Event};
 use crate::link::{Link, Pumped, Stats, ZeroRead};
-use crate::time::{Duration, Instant};
+use crate::time::{millis, Duration, Instant};
 
 /// The tutorial's greeting.
 pub const DEFAULT_GREETING: &str = "hello MicroPython, I am TCP Client";
@@ -258,7 +259,7 @@ where
                         self.next_id = self.next_id.wrapping_add(1);
                         self.failures = 0;
                         self.stats.connections += 1;
-                        info!("connected to {}", remote);
+                        info!("connected to {}", Address(remote));
                         self.state = State::Connected {
                             id,
                             link: Link::new(socket, now),
@@ -404,7 +405,7 @@ where
                 warn!(
                     "connection attempt {} failed; retrying in {} ms",
                     self.failures,
-                    retry_in.as_millis() as u64
+                    millis(retry_in)
                 );
                 self.state = State::Backoff {
                     until: now + retry_in,

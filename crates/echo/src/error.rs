@@ -3,7 +3,8 @@
 use core::fmt;
 use core::net::SocketAddr;
 
-use crate::time::Duration;
+use crate::addr::Address;
+use crate::time::{millis, Duration};
 
 /// What went wrong, generic over the network stack's own error `E`.
 ///
@@ -53,15 +54,22 @@ impl<E: fmt::Debug> fmt::Display for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Socket(error) => write!(f, "cannot create a socket: {error:?}"),
-            Error::Bind { port, error } => write!(f, "cannot bind port {port}: {error:?}"),
-            Error::Listen { port, error } => write!(f, "cannot listen on port {port}: {error:?}"),
+            Error::Bind { port, error } => {
+                write!(f, "cannot bind port {}: {error:?}", u32::from(*port))
+            }
+            Error::Listen { port, error } => {
+                write!(f, "cannot listen on port {}: {error:?}", u32::from(*port))
+            }
             Error::Accept(error) => write!(f, "the listening socket failed to accept: {error:?}"),
-            Error::Connect { remote, error } => write!(f, "cannot connect to {remote}: {error:?}"),
+            Error::Connect { remote, error } => {
+                write!(f, "cannot connect to {}: {error:?}", Address(*remote))
+            }
             Error::ConnectTimeout { remote, after } => {
                 write!(
                     f,
-                    "connecting to {remote} timed out after {} ms",
-                    after.as_millis()
+                    "connecting to {} timed out after {} ms",
+                    Address(*remote),
+                    millis(*after)
                 )
             }
         }

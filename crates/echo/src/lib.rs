@@ -68,6 +68,7 @@
 #[macro_use]
 mod fmt;
 
+mod addr;
 mod client;
 mod error;
 mod event;

@@ -18,10 +18,12 @@ use embedded_graphics::mono_font::iso_8859_1::FONT_6X13;
 use embedded_graphics::mono_font::{MonoFont, MonoTextStyle};
 use embedded_graphics::pixelcolor::BinaryColor;
 use embedded_graphics::prelude::*;
-use embedded_graphics::primitives::{PrimitiveStyle, Rectangle};
-use embedded_graphics::text::{Baseline, Text};
+use embedded_graphics::primitives::Rectangle;
+use embedded_graphics::text::{renderer::TextRenderer, Baseline};
 
+use crate::addr::Address;
 use crate::event::{ConnId, Event};
+use crate::time::millis;
 use crate::utf8::Utf8Decoder;
 
 /// Screen width in pixels.
@@ -203,7 +205,7 @@ impl Screen {
             Event::Accepted { peer, .. } => {
                 self.clients += 1;
                 self.show_clients();
-                self.set_line(2, format_args!("+{peer}"));
+                self.set_line(2, format_args!("+{}", Address(*peer)));
             }
             Event::Closed { conn, reason } => {
                 self.clients = self.clients.saturating_sub(1);
@@ -213,17 +215,17 @@ impl Screen {
             }
             Event::Received { conn, bytes } => self.show_received(*conn, bytes),
             Event::Connecting { remote, attempt } => {
-                self.set_text(format_args!("connecting to\n{remote}"));
+                self.set_text(format_args!("connecting to\n{}", Address(*remote)));
                 if *attempt > 1 {
                     self.set_text_more(format_args!("\nattempt {attempt}"));
                 }
             }
             Event::Connected { remote, .. } => {
-                self.set_text(format_args!("connected to\n{remote}"))
+                self.set_text(format_args!("connected to\n{}", Address(*remote)))
             }
             Event::ConnectFailed { retry_in, .. } => self.set_text(format_args!(
                 "connect failed\nretry in {} ms",
-                retry_in.as_millis()
+                millis(*retry_in)
             )),
             Event::Disconnected { conn, reason } => {
                 self.forget(*conn);
@@ -266,9 +268,11 @@ impl Screen {
 
     fn show_address(&mut self) {
         match (self.local_ip, self.port) {
-            (Some(ip), Some(port)) => self.set_line(0, format_args!("{ip}:{port}")),
-            (None, Some(port)) => self.set_line(0, format_args!("port {port}")),
-            (Some(ip), None) => self.set_line(0, format_args!("{ip}")),
+            (Some(ip), Some(port)) => {
+                self.set_line(0, format_args!("{}:{}", Address(ip), u32::from(port)))
+            }
+            (None, Some(port)) => self.set_line(0, format_args!("port {}", u32::from(port))),
+            (Some(ip), None) => self.set_line(0, format_args!("{}", Address(ip))),
             (None, None) => {}
         }
     }
@@ -404,35 +408,41 @@ fn row_top(row: usize) -> i32 {
 }
 
 /// Clears the row's band, then draws its text; boxes stand for what the font cannot show.
+///
+/// One glyph at a time and with plain fills: the `Text` drawable and styled rectangles would
+/// bring line splitting and stroke rendering that a row of single-line text never needs.
 fn draw_line<D>(target: &mut D, line: &Line, top: i32) -> Result<(), D::Error>
 where
     D: DrawTarget<Color = BinaryColor>,
 {
-    Rectangle::new(Point::new(0, top), Size::new(WIDTH, ROW_HEIGHT))
-        .into_styled(PrimitiveStyle::with_fill(BinaryColor::Off))
-        .draw(target)?;
+    let band = Rectangle::new(Point::new(0, top), Size::new(WIDTH, ROW_HEIGHT));
+    target.fill_solid(&band, BinaryColor::Off)?;
 
-    let mut text = [0u8; COLUMNS * 2];
-    let mut len = 0;
-    for c in line.chars() {
-        let drawable = if u32::from(c) <= 0xFF { c } else { ' ' };
-        len += drawable.encode_utf8(&mut text[len..]).len();
-    }
-    let text = core::str::from_utf8(&text[..len]).unwrap_or_default();
     let style = MonoTextStyle::new(&FONT, BinaryColor::On);
-    Text::with_baseline(text, Point::new(0, top + GLYPH_TOP), style, Baseline::Top).draw(target)?;
-
     let glyph = FONT.character_size;
     for (column, c) in line.chars().enumerate() {
-        let style = match c {
-            char::REPLACEMENT_CHARACTER => PrimitiveStyle::with_fill(BinaryColor::On),
-            c if u32::from(c) > 0xFF => PrimitiveStyle::with_stroke(BinaryColor::On, 1),
-            _ => continue,
-        };
-        let corner = Point::new(column as i32 * glyph.width as i32 + 1, top + GLYPH_TOP + 2);
-        Rectangle::new(corner, Size::new(glyph.width - 2, glyph.height - 4))
-            .into_styled(style)
-            .draw(target)?;
+        let cell = Point::new(column as i32 * glyph.width as i32, top + GLYPH_TOP);
+        let mut utf8 = [0; 4];
+        match c {
+            char::REPLACEMENT_CHARACTER | '\u{100}'.. => {
+                let outer = Size::new(glyph.width - 2, glyph.height - 4);
+                target.fill_solid(
+                    &Rectangle::new(cell + Point::new(1, 2), outer),
+                    BinaryColor::On,
+                )?;
+                if c != char::REPLACEMENT_CHARACTER {
+                    // A hollow box: the inside cleared again.
+                    let inner = outer - Size::new(2, 2);
+                    target.fill_solid(
+                        &Rectangle::new(cell + Point::new(2, 3), inner),
+                        BinaryColor::Off,
+                    )?;
+                }
+            }
+            c => {
+                style.draw_string(c.encode_utf8(&mut utf8), cell, Baseline::Top, target)?;
+            }
+        }
     }
     Ok(())
 }
@@ -444,6 +454,8 @@ mod tests {
     use crate::event::CloseReason;
     use core::convert::Infallible;
     use embedded_graphics::mock_display::MockDisplay;
+    use embedded_graphics::primitives::PrimitiveStyle;
+    use embedded_graphics::text::Text;
     use std::string::{String, ToString};
     use std::vec::Vec;
 
@@ -701,6 +713,33 @@ mod tests {
         // Outline on, inside off.
         assert!(panel.on[GLYPH_TOP as usize + 2][1]);
         assert!(!panel.on[GLYPH_TOP as usize + 5][3]);
+    }
+
+    #[test]
+    fn boxes_fill_the_cells_of_what_cannot_be_shown() {
+        let mut screen = Screen::client();
+        screen.update(&received(0, "a中\u{fffd}b".as_bytes()));
+        let mut panel = Panel::new();
+        screen.draw(&mut panel).unwrap();
+
+        // The same drawn with embedded-graphics' text and styled rectangles.
+        let mut expected = Panel::new();
+        let style = MonoTextStyle::new(&FONT, BinaryColor::On);
+        Text::with_baseline("a  b", Point::new(0, GLYPH_TOP), style, Baseline::Top)
+            .draw(&mut expected)
+            .unwrap();
+        let cell = |column: i32| {
+            Rectangle::new(Point::new(column * 6 + 1, GLYPH_TOP + 2), Size::new(4, 9))
+        };
+        cell(1)
+            .into_styled(PrimitiveStyle::with_stroke(BinaryColor::On, 1))
+            .draw(&mut expected)
+            .unwrap();
+        cell(2)
+            .into_styled(PrimitiveStyle::with_fill(BinaryColor::On))
+            .draw(&mut expected)
+            .unwrap();
+        assert_eq!(panel.band(0), expected.band(0));
     }
 
     #[test]

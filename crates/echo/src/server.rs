@@ -4,6 +4,7 @@ use core::net::SocketAddr;
 
 use embedded_nal::TcpFullStack;
 
+use crate::addr::Address;
 use crate::error::Error;
 use crate::event::{CloseReason, ConnId, Event};
 use crate::link::{Link, Pumped, Stats, ZeroRead};
@@ -241,7 +242,7 @@ where
         };
         match listening {
             Ok(()) => {
-                info!("listening on port {}", port);
+                info!("listening on port {}", u32::from(port));
                 self.state = State::Listening(socket);
                 Ok(())
             }
@@ -272,7 +273,7 @@ where
                     let id = ConnId(self.next_id);
                     self.next_id = self.next_id.wrapping_add(1);
                     self.stats.connections += 1;
-                    info!("{} accepted from {}", id.0, peer);
+                    info!("{} accepted from {}", id.0, Address(peer));
                     slot.conn = Some(Served {
                         id,
                         peer,
@@ -309,7 +310,7 @@ fn close_served<S, F>(
     debug!(
         "{} from {} closed: {} ({} bytes unsent)",
         served.id.0,
-        served.peer,
+        Address(served.peer),
         reason.as_str(),
         served.link.unsent()
     );

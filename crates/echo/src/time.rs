@@ -57,6 +57,12 @@ impl Add<Duration> for Instant {
     }
 }
 
+/// Whole milliseconds in `duration` for messages, at most `u32::MAX` (49 days); a `u32`
+/// rather than `as_millis`' `u128` (see `fmt.rs`).
+pub(crate) fn millis(duration: Duration) -> u32 {
+    u32::try_from(duration.as_millis()).unwrap_or(u32::MAX)
+}
+
 impl Sub<Instant> for Instant {
     type Output = Duration;
 

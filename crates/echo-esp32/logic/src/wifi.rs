@@ -146,8 +146,9 @@ impl Station {
         }
     }
 
+    /// The one place the state changes. Not logged here: the firmware logs each action this
+    /// answers with (attempt, failure and its reason, link up, link lost), which says more.
     fn set(&mut self, next: State) {
-        info!("wifi: {:?} => {:?}", self.state, next);
         self.state = next;
     }
 }
