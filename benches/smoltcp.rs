@@ -32,7 +32,11 @@ fn main() {
         println!("smoltcp: bench");
         return;
     }
-    let total: usize = if std::env::var_os("ECHO_BENCH_QUICK").is_some() { 2 << 20 } else { 16 << 20 };
+    let total: usize = if std::env::var_os("ECHO_BENCH_QUICK").is_some() {
+        2 << 20
+    } else {
+        16 << 20
+    };
     let data: Vec<u8> = (0..total).map(|i| (i * 7 % 251) as u8).collect();
     echo_through_stack(&data[..1 << 20]); // warm-up
     raw_smoltcp_echo(&data[..1 << 20]);
@@ -64,7 +68,11 @@ fn clock(start: WallClock) -> Instant {
 fn interface(device: &mut Loopback, now: Instant) -> Interface {
     let config = Config::new(EthernetAddress([2, 0, 0, 0, 0, 1]).into());
     let mut iface = Interface::new(config, device, now);
-    iface.update_ip_addrs(|addrs| addrs.push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8)).unwrap());
+    iface.update_ip_addrs(|addrs| {
+        addrs
+            .push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8))
+            .unwrap()
+    });
     iface
 }
 
@@ -77,7 +85,12 @@ struct Load<'d> {
 
 impl Load<'_> {
     fn check(&mut self, echoed: &[u8]) {
-        assert_eq!(echoed, &self.data[self.checked..self.checked + echoed.len()], "echo differs at byte {}", self.checked);
+        assert_eq!(
+            echoed,
+            &self.data[self.checked..self.checked + echoed.len()],
+            "echo differs at byte {}",
+            self.checked
+        );
         self.checked += echoed.len();
     }
     fn done(&self) -> bool {
@@ -90,32 +103,64 @@ impl Load<'_> {
 
 fn echo_through_stack(data: &[u8]) -> Duration {
     let start = WallClock::now();
-    let mut device = Loopback::new(Medium::Ethernet);
+    let device = Loopback::new(Medium::Ethernet);
     let iface_config = Config::new(EthernetAddress([2, 0, 0, 0, 0, 1]).into());
     let mut storage = [SocketStorage::EMPTY; 3];
     let mut rx = [[0u8; TCP_BUFFER]; 3];
     let mut tx = [[0u8; TCP_BUFFER]; 3];
     let [r0, r1, r2] = &mut rx;
     let [t0, t1, t2] = &mut tx;
-    let buffers = [(&mut r0[..], &mut t0[..]), (&mut r1[..], &mut t1[..]), (&mut r2[..], &mut t2[..])];
+    let buffers = [
+        (&mut r0[..], &mut t0[..]),
+        (&mut r1[..], &mut t1[..]),
+        (&mut r2[..], &mut t2[..]),
+    ];
     let mut options = TcpOptions::default();
     options.backlog = 1;
-    let mut stack = Stack::new(device, iface_config, &mut storage, buffers, options, clock(start)).unwrap();
-    stack.set_ipv4(smoltcp::wire::Ipv4Cidr::new(Ipv4Address::new(127, 0, 0, 1), 8), None);
+    let mut stack = Stack::new(
+        device,
+        iface_config,
+        &mut storage,
+        buffers,
+        options,
+        clock(start),
+    )
+    .unwrap();
+    stack.set_ipv4(
+        smoltcp::wire::Ipv4Cidr::new(Ipv4Address::new(127, 0, 0, 1), 8),
+        None,
+    );
 
     let mut slots = [const { Slot::new() }; 1];
     let mut echo_buffer = [0u8; ECHO_BUFFER];
-    let mut server = EchoServer::new(ServerConfig { port: PORT, ..ServerConfig::default() }, &mut slots, &mut echo_buffer);
+    let mut server = EchoServer::new(
+        ServerConfig {
+            port: PORT,
+            ..ServerConfig::default()
+        },
+        &mut slots,
+        &mut echo_buffer,
+    );
     let mut client = stack.socket().unwrap();
     let remote = SocketAddr::from(([127, 0, 0, 1], PORT));
-    let mut load = Load { data, sent: 0, checked: 0 };
+    let mut load = Load {
+        data,
+        sent: 0,
+        checked: 0,
+    };
     let mut connected = false;
     let mut read = [0u8; CHUNK];
     let timing = WallClock::now();
     while !load.done() {
         let now = clock(start);
         stack.poll(now);
-        server.poll(&mut stack, echo::Instant::from_micros(now.total_micros() as u64), |_| {}).unwrap();
+        server
+            .poll(
+                &mut stack,
+                echo::Instant::from_micros(now.total_micros() as u64),
+                |_| {},
+            )
+            .unwrap();
         if !connected {
             connected = stack.connect(&mut client, remote).is_ok();
             continue;
@@ -146,16 +191,28 @@ fn raw_smoltcp_echo(data: &[u8]) -> Duration {
     let mut tx = [[0u8; TCP_BUFFER]; 2];
     let [r0, r1] = &mut rx;
     let [t0, t1] = &mut tx;
-    let mut listener = tcp::Socket::new(tcp::SocketBuffer::new(&mut r0[..]), tcp::SocketBuffer::new(&mut t0[..]));
+    let mut listener = tcp::Socket::new(
+        tcp::SocketBuffer::new(&mut r0[..]),
+        tcp::SocketBuffer::new(&mut t0[..]),
+    );
     listener.set_nagle_enabled(false);
     listener.listen(PORT).unwrap();
     let server = sockets.add(listener);
-    let mut connecting = tcp::Socket::new(tcp::SocketBuffer::new(&mut r1[..]), tcp::SocketBuffer::new(&mut t1[..]));
+    let mut connecting = tcp::Socket::new(
+        tcp::SocketBuffer::new(&mut r1[..]),
+        tcp::SocketBuffer::new(&mut t1[..]),
+    );
     connecting.set_nagle_enabled(false);
-    connecting.connect(iface.context(), (IpAddress::v4(127, 0, 0, 1), PORT), 49152).unwrap();
+    connecting
+        .connect(iface.context(), (IpAddress::v4(127, 0, 0, 1), PORT), 49152)
+        .unwrap();
     let client = sockets.add(connecting);
 
-    let mut load = Load { data, sent: 0, checked: 0 };
+    let mut load = Load {
+        data,
+        sent: 0,
+        checked: 0,
+    };
     // The raw server echoes like the core: read only when nothing is pending.
     let mut echo_buffer = [0u8; ECHO_BUFFER];
     let (mut pending_start, mut pending_end) = (0, 0);
@@ -169,7 +226,9 @@ fn raw_smoltcp_echo(data: &[u8]) -> Duration {
             pending_start = 0;
         }
         if pending_start < pending_end && socket.can_send() {
-            pending_start += socket.send_slice(&echo_buffer[pending_start..pending_end]).unwrap();
+            pending_start += socket
+                .send_slice(&echo_buffer[pending_start..pending_end])
+                .unwrap();
         }
         let socket = sockets.get_mut::<tcp::Socket>(client);
         if !socket.may_send() {

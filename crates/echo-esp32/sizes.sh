@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the given examples in release for one chip and prints the flash and static RAM of each.
 #
-#   ./sizes.sh [--chip esp32c3|esp32c6] [--no-build] [--max-flash BYTES] [--max-ram BYTES] EXAMPLE...
+#   ./sizes.sh [--chip esp32c3|esp32c6] [--no-build] [--max-flash BYTES] [--max-ram BYTES]
+#              [--max-flash-ratio R] [--max-ram-ratio R] EXAMPLE...
 #
 # flash = the sections stored in flash: .text, .rodata*, .rwtext*, .trap, .data*, .flash.appdesc
 #         and RTC/LP code and data (initialised RAM sections are copied from flash at boot).
@@ -10,6 +11,9 @@
 #         buffers the examples keep in main's frame come out of the RAM left over.
 # With `baseline` among the examples, each line also gives its ratio to baseline.
 # --max-flash / --max-ram: exit 1 if any example exceeds them.
+# --max-flash-ratio / --max-ram-ratio: exit 1 if any example exceeds that multiple of
+#         baseline's size (needs `baseline` among the examples), e.g. the footprint budget
+#         `--max-flash-ratio 1.05 --max-ram-ratio 1.10 baseline tcp_server`.
 # Needs riscv64-unknown-elf-size (Debian: binutils-riscv64-unknown-elf) or an llvm-size.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -18,6 +22,8 @@ chip=esp32c3
 build=1
 max_flash=
 max_ram=
+max_flash_ratio=
+max_ram_ratio=
 examples=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -25,6 +31,8 @@ while [ $# -gt 0 ]; do
         --no-build) build=0; shift ;;
         --max-flash) max_flash="$2"; shift 2 ;;
         --max-ram) max_ram="$2"; shift 2 ;;
+        --max-flash-ratio) max_flash_ratio="$2"; shift 2 ;;
+        --max-ram-ratio) max_ram_ratio="$2"; shift 2 ;;
         -*) echo "unknown option $1" >&2; exit 2 ;;
         *) examples+=("$1"); shift ;;
     esac
@@ -71,6 +79,13 @@ for example in "${examples[@]}"; do
     fi
 done
 
+if { [ -n "$max_flash_ratio" ] || [ -n "$max_ram_ratio" ]; } && [ -z "$base_flash" ]; then
+    echo "--max-flash-ratio and --max-ram-ratio need baseline among the examples" >&2
+    exit 2
+fi
+# Prints "over" when $1 > $2 * $3.
+over() { awk -v size="$1" -v base="$2" -v ratio="$3" 'BEGIN { if (size > base * ratio) print "over" }'; }
+
 status=0
 printf '%-14s %-8s %11s %10s %12s %10s\n' example chip flash_bytes ram_bytes flash/base ram/base
 for example in "${examples[@]}"; do
@@ -88,6 +103,14 @@ for example in "${examples[@]}"; do
     fi
     if [ -n "$max_ram" ] && [ "$ram" -gt "$max_ram" ]; then
         echo "$example: static RAM $ram B over the budget of $max_ram B" >&2
+        status=1
+    fi
+    if [ -n "$max_flash_ratio" ] && [ -n "$(over "$flash" "$base_flash" "$max_flash_ratio")" ]; then
+        echo "$example: flash $flash B over ${max_flash_ratio}x the baseline's $base_flash B" >&2
+        status=1
+    fi
+    if [ -n "$max_ram_ratio" ] && [ -n "$(over "$ram" "$base_ram" "$max_ram_ratio")" ]; then
+        echo "$example: static RAM $ram B over ${max_ram_ratio}x the baseline's $base_ram B" >&2
         status=1
     fi
 done

@@ -1,1 +1,28 @@
-//! echo-std (being written)
+//! Host board for the `echo` library: everything the tutorial's programs need on a PC.
+//!
+//! - [`StdStack`] ([`stack`]): embedded-nal's `TcpClientStack` + `TcpFullStack` over
+//!   non-blocking std sockets, with [`StdStack::wait`] so a poll loop sleeps on socket
+//!   readiness instead of spinning.
+//! - [`Error`] ([`error`]): the stack's error, an `io::Error` with what was being done.
+//! - [`display`]: the 128x64 OLED on a PC: a [`FrameBuffer`](display::FrameBuffer) to draw
+//!   on, shown in the terminal ([`TerminalDisplay`](display::TerminalDisplay)) or as a PNG
+//!   file ([`PngDisplay`](display::PngDisplay)).
+//! - [`Board`] ([`board`]): the host as the tutorial's board: stack, clock and display, with
+//!   the two moves of a board's loop, `show` the screen and `wait` for the network.
+//!
+//! The `echo-std` program (`src/main.rs`, feature `cli`) runs the echo server or client
+//! from the command line.
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+pub mod board;
+pub mod display;
+pub mod error;
+pub mod stack;
+
+pub use board::{Board, Display, DisplayMode};
+pub use error::Error;
+pub use stack::{Notifier, StdStack, TcpSocket};
+
+pub use echo;
+pub use embedded_nal;

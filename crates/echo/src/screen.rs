@@ -119,6 +119,9 @@ pub struct Screen {
     lines: [Line; ROWS],
     /// Bit `i` set: row `i` changed since the last draw.
     dirty: u8,
+    /// Per row, how many pixels from the left may be lit on the panel: what the next draw of
+    /// that row must clear. The whole width while the panel's content is unknown.
+    drawn_width: [u8; ROWS],
     local_ip: Option<IpAddr>,
     port: Option<u16>,
     clients: usize,
@@ -148,6 +151,7 @@ impl Screen {
             role,
             lines: [Line::EMPTY; ROWS],
             dirty: (1 << ROWS) - 1,
+            drawn_width: [WIDTH as u8; ROWS],
             local_ip: None,
             port: None,
             clients: 0,
@@ -174,6 +178,7 @@ impl Screen {
     /// Makes the next draw repaint everything (e.g. after the display was reset).
     pub fn invalidate(&mut self) {
         self.dirty = (1 << ROWS) - 1;
+        self.drawn_width = [WIDTH as u8; ROWS];
     }
 
     /// The board's address, shown with the port on the server's first row.
@@ -240,21 +245,26 @@ impl Screen {
     where
         D: DrawTarget<Color = BinaryColor>,
     {
-        if self.dirty == 0 {
-            return Ok(None);
-        }
-        let first = self.dirty.trailing_zeros();
-        let last = 7 - self.dirty.leading_zeros();
-        for row in first..=last {
-            if self.dirty & (1 << row) != 0 {
-                draw_line(target, &self.lines[row as usize], row_top(row as usize))?;
+        let mut area: Option<Rectangle> = None;
+        for row in 0..ROWS {
+            if self.dirty & (1 << row) == 0 {
+                continue;
+            }
+            // Only what was lit or will be lit changes: a short message over a short one
+            // sends a few columns to the panel, not the whole band.
+            let width = self.lines[row].len as u32 * FONT.character_size.width;
+            let band = Rectangle::new(
+                Point::new(0, row_top(row)),
+                Size::new(width.max(u32::from(self.drawn_width[row])), ROW_HEIGHT),
+            );
+            draw_line(target, &self.lines[row], &band)?;
+            self.drawn_width[row] = width as u8;
+            if band.size.width > 0 {
+                area = Some(area.map_or(band, |area| bounding_box(area, band)));
             }
         }
         self.dirty = 0;
-        Ok(Some(Rectangle::new(
-            Point::new(0, row_top(first as usize)),
-            Size::new(WIDTH, (last - first + 1) * ROW_HEIGHT),
-        )))
+        Ok(area)
     }
 
     fn set_line(&mut self, row: usize, text: fmt::Arguments<'_>) {
@@ -407,16 +417,27 @@ fn row_top(row: usize) -> i32 {
     row as i32 * ROW_HEIGHT as i32
 }
 
-/// Clears the row's band, then draws its text; boxes stand for what the font cannot show.
+/// The smallest rectangle holding both, for rectangles anchored at x = 0.
+fn bounding_box(a: Rectangle, b: Rectangle) -> Rectangle {
+    let top = a.top_left.y.min(b.top_left.y);
+    let bottom = (a.top_left.y + a.size.height as i32).max(b.top_left.y + b.size.height as i32);
+    Rectangle::new(
+        Point::new(0, top),
+        Size::new(a.size.width.max(b.size.width), (bottom - top) as u32),
+    )
+}
+
+/// Clears `band` (the row's lit part), then draws its text; boxes stand for what the font
+/// cannot show.
 ///
 /// One glyph at a time and with plain fills: the `Text` drawable and styled rectangles would
 /// bring line splitting and stroke rendering that a row of single-line text never needs.
-fn draw_line<D>(target: &mut D, line: &Line, top: i32) -> Result<(), D::Error>
+fn draw_line<D>(target: &mut D, line: &Line, band: &Rectangle) -> Result<(), D::Error>
 where
     D: DrawTarget<Color = BinaryColor>,
 {
-    let band = Rectangle::new(Point::new(0, top), Size::new(WIDTH, ROW_HEIGHT));
-    target.fill_solid(&band, BinaryColor::Off)?;
+    target.fill_solid(band, BinaryColor::Off)?;
+    let top = band.top_left.y;
 
     let style = MonoTextStyle::new(&FONT, BinaryColor::On);
     let glyph = FONT.character_size;
@@ -577,10 +598,15 @@ mod tests {
     }
 
     #[test]
-    fn a_message_redraws_only_the_bottom_band() {
+    fn a_message_redraws_only_the_bottom_band_where_text_was_or_is() {
         let mut screen = listening_server();
         let mut panel = Panel::new();
-        screen.draw(&mut panel).unwrap();
+        let first = screen.draw(&mut panel).unwrap();
+        assert_eq!(
+            first,
+            Some(Rectangle::new(Point::zero(), Size::new(128, 64))),
+            "the panel starts unknown"
+        );
         assert_eq!(
             screen.draw(&mut panel).unwrap(),
             None,
@@ -593,14 +619,38 @@ mod tests {
         let area = screen.draw(&mut panel).unwrap();
         assert_eq!(
             area,
-            Some(Rectangle::new(Point::new(0, 48), Size::new(128, 16)))
+            Some(Rectangle::new(Point::new(0, 48), Size::new(6 * 6, 16)))
         );
         assert!(panel.touched_rows.iter().all(|y| (48..64).contains(y)));
+        assert_eq!(panel.band(3), expected_band("second", 3));
+
+        // A shorter message clears what the longer one lit, and nothing more.
+        screen.update(&received(0, b"hi"));
+        let area = screen.draw(&mut panel).unwrap();
+        assert_eq!(
+            area,
+            Some(Rectangle::new(Point::new(0, 48), Size::new(6 * 6, 16)))
+        );
         assert_eq!(
             panel.band(3),
-            expected_band("second", 3),
-            "the band was cleared before drawing"
+            expected_band("hi", 3),
+            "no pixel of the longer text is left"
         );
+    }
+
+    #[test]
+    fn invalidate_redraws_the_whole_width() {
+        let mut screen = listening_server();
+        let mut panel = Panel::new();
+        screen.draw(&mut panel).unwrap();
+        // Something else drew on the panel: the next full draw must clear it all.
+        panel.on[60][120] = true;
+        screen.invalidate();
+        assert_eq!(
+            screen.draw(&mut panel).unwrap(),
+            Some(Rectangle::new(Point::zero(), Size::new(128, 64)))
+        );
+        assert!(!panel.on[60][120]);
     }
 
     #[test]

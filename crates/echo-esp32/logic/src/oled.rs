@@ -190,16 +190,22 @@ mod tests {
         (display, screen)
     }
 
-    /// display-interface-i2c sends data 16 bytes per transaction behind a control byte, so a
-    /// 128-column page is 136 bytes on the wire; the window commands add a few bytes.
-    const PAGE_BYTES: usize = 128 / 16 * 17;
+    /// Bytes a flush of a window `columns` wide and `pages` high writes: ssd1306 sends each
+    /// page's columns, which display-interface-i2c splits into 16-byte chunks behind a control
+    /// byte.
+    fn window_bytes(columns: usize, pages: usize) -> usize {
+        pages * (columns + columns.div_ceil(16))
+    }
 
-    /// How many whole pages the counted flush sent.
-    fn pages_sent(bus: &CountingI2c) -> usize {
-        let pages = bus.bytes_written() / PAGE_BYTES;
-        let commands = bus.bytes_written() % PAGE_BYTES;
-        assert!(commands <= 16, "{commands} bytes besides pages: {bus:?}");
-        pages
+    /// Checks that the flush sent that window and, besides it, only the window commands.
+    fn assert_window(bus: &CountingI2c, columns: usize, pages: usize) {
+        let commands = bus
+            .bytes_written()
+            .checked_sub(window_bytes(columns, pages));
+        assert!(
+            commands.is_some_and(|commands| commands <= 16),
+            "not a {columns}x{pages}-page window: {bus:?}"
+        );
     }
 
     fn received(screen: &mut Screen, text: &str) {
@@ -209,8 +215,16 @@ mod tests {
         });
     }
 
+    /// Draws and flushes what changed; returns the bytes on the wire.
+    fn flush(display: &mut Oled<&CountingI2c>, screen: &mut Screen, bus: &CountingI2c) -> usize {
+        bus.reset();
+        screen.draw(display).unwrap();
+        display.flush().unwrap();
+        bus.wire_bytes()
+    }
+
     #[test]
-    fn received_text_row_sends_only_its_two_pages() {
+    fn received_text_sends_only_its_columns_of_the_two_bottom_pages() {
         let bus = CountingI2c::new();
         let (mut display, mut screen) = server_display(&bus);
 
@@ -220,32 +234,47 @@ mod tests {
 
         assert_eq!(area.top_left.y, 48);
         assert_eq!(area.size.height, 16);
-        assert_eq!(pages_sent(&bus), 2);
+        assert_window(&bus, 5 * 6, 2);
     }
 
     #[test]
-    fn one_row_costs_about_a_quarter_of_a_full_frame() {
+    fn a_full_width_line_sends_the_two_bottom_pages() {
         let bus = CountingI2c::new();
         let (mut display, mut screen) = server_display(&bus);
+        received(&mut screen, "hello MicroPython, I am TCP Client");
+        flush(&mut display, &mut screen, &bus);
+        assert_window(&bus, 21 * 6, 2);
+    }
+
+    #[test]
+    fn one_row_costs_about_a_quarter_of_a_full_frame_and_a_short_line_far_less() {
+        let bus = CountingI2c::new();
+        let (mut display, mut screen) = server_display(&bus);
+        received(&mut screen, "hello MicroPython, I am TCP Client");
+        let one_row = flush(&mut display, &mut screen, &bus);
+        // Pixel data: 126 of 128 columns in 2 of 8 pages.
+        assert_window(&bus, 21 * 6, 2);
+        // A short line after the long one clears the long one's columns; after a short one,
+        // only its own.
         received(&mut screen, "hello");
-        screen.draw(&mut display).unwrap();
-        display.flush().unwrap();
-        let one_row = bus.wire_bytes();
+        flush(&mut display, &mut screen, &bus);
+        assert_window(&bus, 21 * 6, 2);
+        received(&mut screen, "world");
+        let short = flush(&mut display, &mut screen, &bus);
+        assert_window(&bus, 5 * 6, 2);
 
-        bus.reset();
         screen.invalidate();
-        screen.draw(&mut display).unwrap();
-        display.flush().unwrap();
-        let full = bus.wire_bytes();
+        let full = flush(&mut display, &mut screen, &bus);
+        assert_window(&bus, 128, 8);
 
-        assert_eq!(pages_sent(&bus), 8);
+        // On the wire, the window commands every flush sends add a little to the quarter.
         assert!(
-            one_row * 3 < full,
+            one_row * 100 <= full * 26,
             "one row {one_row} B, full frame {full} B"
         );
         assert!(
-            one_row * 5 > full,
-            "one row {one_row} B, full frame {full} B"
+            short * 10 <= full,
+            "a short line {short} B, full frame {full} B"
         );
     }
 
@@ -266,10 +295,9 @@ mod tests {
             conn: ConnId(1),
             peer: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 168, 4, 2)), 50000),
         });
-        screen.draw(&mut display).unwrap();
-        display.flush().unwrap();
-        // Rows 1 (client count) and 2 (the peer): y 16..48, 4 pages.
-        assert_eq!(pages_sent(&bus), 4);
+        flush(&mut display, &mut screen, &bus);
+        // Rows 1 (client count) and 2 (the peer, the wider text): y 16..48, 4 pages.
+        assert_window(&bus, "+192.168.4.2:50000".len() * 6, 4);
     }
 
     #[test]

@@ -1,0 +1,395 @@
+//! `echo-std server` driven like a user does: real loopback sockets, real signals, real files.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn prints_the_real_port_first_and_echoes_mebibytes_of_random_binary_byte_exact() {
+    let server = Server::start(&[]);
+    assert_eq!(server.address.ip().to_string(), "127.0.0.1");
+    assert_ne!(server.address.port(), 0);
+    let data = random_bytes(4 << 20, 1);
+    let echo = echo_through(server.connect(), data.clone(), false);
+    assert_same_bytes(&echo, &data);
+    server.stop();
+}
+
+#[test]
+fn serves_several_clients_at_once() {
+    let server = Server::start(&["--max-clients", "4", "--buffer", "4096"]);
+    let clients: Vec<_> = (0..4)
+        .map(|seed| {
+            let stream = server.connect();
+            thread::spawn(move || {
+                let data = random_bytes(1 << 20, seed);
+                let echo = echo_through(stream, data.clone(), false);
+                assert_same_bytes(&echo, &data);
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    server.stop();
+}
+
+#[test]
+fn a_silent_client_does_not_block_others() {
+    let server = Server::start(&[]);
+    let _silent = server.connect();
+    let mut greedy = server.connect();
+    // One that sends and never reads its echo either.
+    greedy.write_all(&random_bytes(64 << 10, 2)).unwrap();
+    let started = Instant::now();
+    let echo = echo_through(server.connect(), b"ping".to_vec(), false);
+    assert_eq!(echo, b"ping");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    server.stop();
+}
+
+#[test]
+fn a_peer_reset_mid_stream_ends_only_that_connection() {
+    let server = Server::start(&[]);
+    let mut doomed = server.connect();
+    let witness = server.connect();
+    doomed.write_all(&random_bytes(1 << 20, 3)).unwrap();
+    socket2::SockRef::from(&doomed)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(doomed);
+    let data = random_bytes(256 << 10, 4);
+    assert_same_bytes(&echo_through(witness, data.clone(), false), &data);
+    assert_eq!(
+        echo_through(server.connect(), b"after".to_vec(), false),
+        b"after"
+    );
+    server.stop();
+}
+
+#[test]
+fn half_close_gets_everything_echoed_then_eof() {
+    let server = Server::start(&[]);
+    let data = random_bytes(2 << 20, 5);
+    let echo = echo_through(server.connect(), data.clone(), true);
+    assert_same_bytes(&echo, &data);
+    server.stop();
+}
+
+#[test]
+fn a_slow_reader_loses_nothing() {
+    let server = Server::start(&[]);
+    let stream = server.connect();
+    let data = random_bytes(8 << 20, 6);
+    let mut writer = stream.try_clone().unwrap();
+    let sent = data.clone();
+    let sending = thread::spawn(move || {
+        writer.write_all(&sent).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    // Let the sender fill every buffer on the way (and the server stop reading) first.
+    thread::sleep(Duration::from_millis(1000));
+    let mut reader = stream;
+    let mut echo = Vec::new();
+    reader.read_to_end(&mut echo).unwrap();
+    sending.join().unwrap();
+    assert_same_bytes(&echo, &data);
+    server.stop();
+}
+
+#[test]
+fn invalid_and_split_utf8_is_echoed_as_is_and_the_server_lives_on() {
+    let png = std::env::temp_dir().join(format!("echo-std-utf8-{}.png", std::process::id()));
+    let display = format!("png:{}", png.display());
+    let server = Server::start(&["--display", &display]);
+    let mut stream = server.connect();
+    // "你" (e4 bd a0) split across writes, then bytes that are UTF-8 nowhere.
+    let pieces: [&[u8]; 4] = [b"ni \xe4", b"\xbd", b"\xa0 ok", b" \xff\xfe\xc3("];
+    let mut expected = Vec::new();
+    for piece in pieces {
+        stream.write_all(piece).unwrap();
+        expected.extend_from_slice(piece);
+        let mut echo = vec![0; piece.len()];
+        stream.read_exact(&mut echo).unwrap();
+        assert_eq!(echo, piece);
+        thread::sleep(Duration::from_millis(60));
+    }
+    drop(stream);
+    assert_eq!(
+        echo_through(server.connect(), b"still here".to_vec(), false),
+        b"still here"
+    );
+    server.stop();
+    let _ = std::fs::remove_file(png);
+}
+
+#[test]
+fn clients_beyond_max_clients_wait_in_the_backlog_and_are_served_when_a_slot_frees() {
+    let server = Server::start(&["--max-clients", "1"]);
+    let mut first = server.connect();
+    first.write_all(b"first").unwrap();
+    let mut echo = [0; 5];
+    first.read_exact(&mut echo).unwrap();
+    let mut second = server.connect();
+    second.write_all(b"second").unwrap();
+    assert!(
+        stays_silent(&mut second, Duration::from_millis(400)),
+        "served beyond --max-clients"
+    );
+    drop(first);
+    let mut echo = [0; 6];
+    second.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"second");
+    server.stop();
+}
+
+#[test]
+fn idle_timeout_closes_quiet_connections_only() {
+    let server = Server::start(&["--idle-timeout", "0.5"]);
+    let mut quiet = server.connect();
+    let mut chatty = server.connect();
+    let started = Instant::now();
+    let mut closed_at = None;
+    let mut buffer = [0; 8];
+    // The chatty one talks every 100 ms and must stay connected past the timeout.
+    while started.elapsed() < Duration::from_millis(1500) {
+        chatty.write_all(b"hi").unwrap();
+        chatty.read_exact(&mut buffer[..2]).unwrap();
+        if closed_at.is_none() {
+            quiet
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            match quiet.read(&mut buffer) {
+                Ok(0) => closed_at = Some(started.elapsed()),
+                Ok(n) => panic!("unexpected {n} bytes"),
+                Err(_) => {}
+            }
+        } else {
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let closed_at = closed_at.expect("the quiet connection was never closed");
+    assert!(closed_at >= Duration::from_millis(450), "{closed_at:?}");
+    assert!(closed_at < Duration::from_millis(1200), "{closed_at:?}");
+    server.stop();
+}
+
+#[test]
+fn sigterm_and_sigint_close_every_connection_and_exit_zero() {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let server = Server::start(&[]);
+        let mut client = server.connect();
+        assert_eq!(
+            echo_through(client.try_clone().unwrap(), b"x".to_vec(), false),
+            b"x"
+        );
+        server.signal(signal);
+        let (status, stderr) = server.wait();
+        assert_eq!(status.code(), Some(0), "signal {signal}; stderr:\n{stderr}");
+        assert_eq!(client.read(&mut [0; 8]).unwrap(), 0, "connection left open");
+    }
+}
+
+#[test]
+fn an_idle_server_sleeps() {
+    let server = Server::start(&["--idle-timeout", "60"]);
+    let _quiet = server.connect();
+    assert_eq!(echo_through(server.connect(), b"x".to_vec(), false), b"x");
+    thread::sleep(Duration::from_millis(200));
+    let before = server.cpu_time();
+    thread::sleep(Duration::from_secs(2));
+    let used = server.cpu_time() - before;
+    // A spinning loop would use the whole 2 s.
+    assert!(
+        used <= Duration::from_millis(40),
+        "{used:?} of CPU in 2 s idle"
+    );
+    server.stop();
+}
+
+#[test]
+fn a_port_in_use_is_a_one_line_error_and_a_failure() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let output = Command::new(BIN)
+        .args([
+            "server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--display",
+            "none",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(output.stdout.is_empty(), "printed a listening line");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let last = stderr.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        format!("echo-std: cannot bind 127.0.0.1:{port}: Address already in use (os error 98)")
+    );
+}
+
+#[test]
+fn png_display_shows_the_screen_and_is_never_half_written() {
+    let dir = std::env::temp_dir().join(format!("echo-std-png-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("oled.png");
+    let display = format!("png:{}", path.display());
+    let server = Server::start(&["--display", &display]);
+    let decode = || -> Option<Vec<u8>> {
+        let bytes = std::fs::read(&path).ok()?;
+        let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+            .read_info()
+            .expect("a whole PNG");
+        let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut pixels).expect("whole PNG data");
+        assert_eq!((info.width, info.height), (512, 256));
+        assert_eq!(info.color_type, png::ColorType::Grayscale);
+        Some(pixels)
+    };
+    // The OLED's fourth text row (y 48..64) is at 192..256 in the 4x image.
+    let text_row_lit = |pixels: &[u8]| pixels[192 * 512..].iter().filter(|&&p| p == 0xff).count();
+
+    let mut stream = server.connect();
+    let mut lit_before = None;
+    let give_up = Instant::now() + PATIENCE;
+    while lit_before.is_none() {
+        assert!(Instant::now() < give_up, "no PNG written");
+        lit_before = decode().map(|pixels| {
+            assert!(
+                pixels[..16 * 4 * 512].contains(&0xff),
+                "the address row is empty"
+            );
+            text_row_lit(&pixels)
+        });
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(lit_before, Some(0), "text shown before any was received");
+    for message in 0..20 {
+        let text = format!("message {message}");
+        stream.write_all(text.as_bytes()).unwrap();
+        let mut echo = vec![0; text.len()];
+        stream.read_exact(&mut echo).unwrap();
+        // Read while the server rewrites it: every read must decode (expect above).
+        let _ = decode();
+    }
+    let give_up = Instant::now() + PATIENCE;
+    while decode().map(|pixels| text_row_lit(&pixels)).unwrap_or(0) == 0 {
+        assert!(Instant::now() < give_up, "received text never shown");
+        thread::sleep(Duration::from_millis(20));
+    }
+    server.stop();
+    let entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(entries, ["oled.png"], "temporary files left behind");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn terminal_display_draws_half_blocks_and_a_summary_on_stderr() {
+    let server = Server::start(&["--display", "terminal"]);
+    assert_eq!(
+        echo_through(server.connect(), b"hello".to_vec(), false),
+        b"hello"
+    );
+    thread::sleep(Duration::from_millis(200));
+    let stderr = server.stop();
+    assert!(
+        stderr.contains('█') || stderr.contains('▀'),
+        "no picture:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("clients 0/3  in 5 B  out 5 B"),
+        "no summary:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("\x1b[33F"),
+        "never redrawn in place:\n{stderr}"
+    );
+}
+
+#[test]
+fn display_auto_draws_nothing_when_stderr_is_not_a_terminal() {
+    let server = Server::start(&["--display", "auto"]);
+    assert_eq!(
+        echo_through(server.connect(), b"hello".to_vec(), false),
+        b"hello"
+    );
+    let stderr = server.stop();
+    assert!(
+        !stderr.contains('▀') && !stderr.contains('\x1b'),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("connected from 127.0.0.1:"),
+        "logs missing:\n{stderr}"
+    );
+}
+
+#[test]
+fn socat_as_a_client_gets_its_file_back() {
+    let server = Server::start(&[]);
+    let data = random_bytes(1 << 20, 7);
+    let mut socat = external("socat")
+        .args(["-t", "5", "-", &format!("TCP:{}", server.address)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = socat.stdin.take().unwrap();
+    let sent = data.clone();
+    let feeding = thread::spawn(move || stdin.write_all(&sent).unwrap());
+    let mut echo = Vec::new();
+    socat.stdout.take().unwrap().read_to_end(&mut echo).unwrap();
+    feeding.join().unwrap();
+    assert!(wait_for(&mut socat, PATIENCE).success());
+    assert_same_bytes(&echo, &data);
+    server.stop();
+}
+
+#[test]
+fn ncat_as_a_client_gets_its_line_back() {
+    let server = Server::start(&[]);
+    let output = external("ncat")
+        .args([
+            "--wait",
+            "5",
+            &server.address.ip().to_string(),
+            &server.address.port().to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut ncat| {
+            ncat.stdin
+                .take()
+                .unwrap()
+                .write_all("hello 你好\n".as_bytes())?;
+            // The server closes after echoing (EOF from ncat), and ncat exits.
+            let status = wait_for(&mut ncat, PATIENCE);
+            let mut out = String::new();
+            ncat.stdout.take().unwrap().read_to_string(&mut out)?;
+            Ok((status, out))
+        })
+        .unwrap();
+    assert!(output.0.success());
+    assert_eq!(output.1, "hello 你好\n");
+    server.stop();
+}

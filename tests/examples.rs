@@ -1,0 +1,111 @@
+//! The tutorial's two examples run as a user runs them: the server example echoes a real
+//! client, and the client example greets a test server and echoes what it is sent.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// An example's binary: `cargo test` builds the examples next to the test binaries' folder.
+fn example(name: &str) -> Command {
+    let mut path: PathBuf = std::env::current_exe().unwrap();
+    path.pop();
+    if path.ends_with("deps") {
+        path.pop();
+    }
+    let path = path.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test`, which builds the examples",
+        path.display()
+    );
+    let mut command = Command::new(path);
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+/// Kills the example when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn tcp_server_echoes_a_client() {
+    let port = free_port();
+    let _server = Running(example("tcp_server").arg(port.to_string()).spawn().unwrap());
+    let give_up = Instant::now() + PATIENCE;
+    let mut stream = loop {
+        match TcpStream::connect((Ipv4Addr::LOCALHOST, port)) {
+            Ok(stream) => break stream,
+            Err(e) if Instant::now() > give_up => panic!("the example never listened: {e}"),
+            Err(_) => thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let message = "hello 你好 \u{1F600}".as_bytes();
+    stream.write_all(message).unwrap();
+    let mut echo = vec![0; message.len()];
+    stream.read_exact(&mut echo).unwrap();
+    assert_eq!(echo, message);
+}
+
+#[test]
+fn tcp_client_greets_and_echoes_until_the_server_closes() {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut client = Running(
+        example("tcp_client")
+            .arg(address.to_string())
+            .spawn()
+            .unwrap(),
+    );
+    listener.set_nonblocking(true).unwrap();
+    let give_up = Instant::now() + PATIENCE;
+    let mut stream = loop {
+        match listener.accept() {
+            Ok((stream, _)) => break stream,
+            Err(_) if Instant::now() < give_up => thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("the client example never connected: {e}"),
+        }
+    };
+    stream.set_nonblocking(false).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let greeting = b"hello MicroPython, I am TCP Client";
+    let mut received = vec![0; greeting.len()];
+    stream.read_exact(&mut received).unwrap();
+    assert_eq!(received, greeting);
+    stream.write_all(b"ping").unwrap();
+    let mut echo = [0; 4];
+    stream.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"ping");
+    drop(stream);
+    let give_up = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = client.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < give_up, "the client example did not exit");
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status}");
+}
