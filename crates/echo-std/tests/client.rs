@@ -176,6 +176,7 @@ fn a_reset_by_the_server_ends_the_client_and_any_failure_says_reset() {
 }
 
 #[test]
+#[ignore = "needs socat (apt-get install socat); .ci/run installs it and runs this with --ignored"]
 fn against_a_socat_server_it_greets_echoes_and_exits_zero() {
     let port = free_port();
     let greeting = "hello from the board";

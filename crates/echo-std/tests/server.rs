@@ -344,6 +344,7 @@ fn display_auto_draws_nothing_when_stderr_is_not_a_terminal() {
 }
 
 #[test]
+#[ignore = "needs socat (apt-get install socat); .ci/run installs it and runs this with --ignored"]
 fn socat_as_a_client_gets_its_file_back() {
     let server = Server::start(&[]);
     let data = random_bytes(1 << 20, 7);
@@ -365,6 +366,7 @@ fn socat_as_a_client_gets_its_file_back() {
 }
 
 #[test]
+#[ignore = "needs ncat (apt-get install ncat); .ci/run installs it and runs this with --ignored"]
 fn ncat_as_a_client_gets_its_line_back() {
     let server = Server::start(&[]);
     let output = external("ncat")
