@@ -190,6 +190,19 @@ fn screen_drawing(c: &mut Criterion) {
             screen.draw(&mut panel).unwrap()
         })
     });
+    let message = "hello MicroPython, I am TCP Client ".repeat(30);
+    for (name, mut screen) in [("server", Screen::server()), ("client", Screen::client())] {
+        group.throughput(Throughput::Bytes(1024));
+        group.bench_function(format!("update_{name}_with_1024_received_bytes"), |b| {
+            b.iter(|| {
+                let received: Event<'_, ()> = Event::Received {
+                    conn: echo::ConnId(0),
+                    bytes: black_box(&message.as_bytes()[..1024]),
+                };
+                screen.update(&received);
+            })
+        });
+    }
     group.bench_function("full_screen", |b| {
         b.iter(|| {
             screen.invalidate();

@@ -218,8 +218,12 @@ fn serve(args: ServerArgs, display: Display) -> Result<(), String> {
             .show(&mut screen, summary)
             .map_err(|e| e.to_string())?;
         if !progress {
-            let timeout = pause.or_else(|| idle_check(&args, server.active()));
-            board.wait(timeout).map_err(|e| e.to_string())?;
+            match pause {
+                Some(pause) => board.wait(Some(pause)),
+                // Sleeps until the network wakes it or the earliest idle timeout is due.
+                None => board.wait_until(server.next_deadline()),
+            }
+            .map_err(|e| e.to_string())?;
         }
     }
     info!("stopping");
@@ -231,13 +235,6 @@ fn serve(args: ServerArgs, display: Display) -> Result<(), String> {
     board
         .finish(&mut screen, summary)
         .map_err(|e| e.to_string())
-}
-
-/// How long an idle server may sleep and still close idle connections on time: the core does
-/// not say when its next idle deadline is, so it is looked at a few times per timeout.
-fn idle_check(args: &ServerArgs, active: usize) -> Option<Duration> {
-    let timeout = args.idle_timeout.filter(|_| active > 0)?;
-    Some((timeout / 10).clamp(Duration::from_millis(1), Duration::from_secs(1)))
 }
 
 fn connect(args: ClientArgs, display: Display) -> Result<(), String> {

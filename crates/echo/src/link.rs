@@ -67,6 +67,11 @@ impl<T> Link<T> {
         self.end - self.start
     }
 
+    /// When the link becomes idle for `timeout`, if nothing moves before.
+    pub(crate) fn idle_deadline(&self, timeout: Option<Duration>) -> Option<Instant> {
+        timeout.map(|timeout| self.last_activity + timeout)
+    }
+
     /// Whether nothing moved for `timeout` (never, without a timeout).
     pub(crate) fn is_idle(&self, now: Instant, timeout: Option<Duration>) -> bool {
         timeout.is_some_and(|timeout| now - self.last_activity >= timeout)

@@ -6,7 +6,11 @@
 //!   connection change, row 3 the last received text (only that band is cleared and redrawn per
 //!   message, like the tutorial's `fill_rect(0,48,128,16,0)`);
 //! - client: the last received text from (0,0), wrapped to the width; when it is longer than
-//!   the screen, its end is shown.
+//!   the screen, its end is shown (of a message longer than the screen's characters at 4 bytes
+//!   each, the shown part is wrapped from where it starts).
+//!
+//! Updates run in the echo path, so each message costs a bounded amount of work: only the
+//! bytes that can still be on screen are decoded.
 //!
 //! Text is decoded per connection with [`Utf8Decoder`]. A byte sequence that is not UTF-8 shows
 //! as a filled box, a character the font lacks (e.g. Chinese) as a hollow box.
@@ -295,12 +299,30 @@ impl Screen {
         }
     }
 
+    /// Shows a message's end. Runs in the echo path, so it looks at a bounded number of bytes:
+    /// those that can still be on screen, not the whole message.
     fn show_received(&mut self, conn: ConnId, bytes: &[u8]) {
-        let decoder = self.decoder(conn);
-        let mut decoder_state = *decoder;
+        let mut decoder = *self.decoder(conn);
+        let visible_bytes = match self.role {
+            Role::Server => COLUMNS * 4,
+            Role::Client => ROWS * COLUMNS * 4,
+        };
+        let mut tail = &bytes[bytes.len().saturating_sub(visible_bytes)..];
+        if tail.len() < bytes.len() {
+            // Start at a character boundary: UTF-8 resynchronises there, so what follows
+            // decodes as it would in the whole stream; a character the decoder held was
+            // finished in the skipped part.
+            let continuation = tail
+                .iter()
+                .take(3)
+                .take_while(|b| **b & 0xC0 == 0x80)
+                .count();
+            tail = &tail[continuation..];
+            decoder = Utf8Decoder::new();
+        }
         self.text_started = false;
-        decoder_state.decode(bytes, |c| self.push_received(c));
-        *self.decoder(conn) = decoder_state;
+        decoder.decode(tail, |c| self.push_received(c));
+        *self.decoder(conn) = decoder;
     }
 
     /// One decoded character of a message: the first one clears the previous message.
@@ -477,6 +499,7 @@ mod tests {
     use embedded_graphics::mock_display::MockDisplay;
     use embedded_graphics::primitives::PrimitiveStyle;
     use embedded_graphics::text::Text;
+    use proptest::strategy::Strategy;
     use std::string::{String, ToString};
     use std::vec::Vec;
 
@@ -691,6 +714,77 @@ mod tests {
             assert_eq!(band[y][..6], expected[y][..6]);
             assert_eq!(band[y][12..], expected[y][12..]);
         }
+    }
+
+    /// What a screen that decoded every byte of the stream would show of its last message, and
+    /// that message's whole text.
+    fn shown_by_full_decoding(stream: &[Vec<u8>], role: Role) -> (Vec<String>, String) {
+        let mut decoder = Utf8Decoder::new();
+        let mut last = String::new();
+        for message in stream {
+            let mut text = String::new();
+            decoder.decode(message, |c| text.push(c));
+            if !text.is_empty() {
+                last = text;
+            }
+        }
+        let mut screen = Screen::new(role);
+        last.chars().for_each(|c| screen.push_received(c));
+        (shown(&screen, role), last)
+    }
+
+    fn shown(screen: &Screen, role: Role) -> Vec<String> {
+        match role {
+            Role::Server => std::vec![screen.line(SERVER_TEXT_ROW).to_string()],
+            Role::Client => lines(screen).to_vec(),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn long_messages_show_what_decoding_everything_shows(
+            stream in proptest::collection::vec(
+                proptest::collection::vec(
+                    proptest::prop_oneof![
+                        "[a-zé中😀 ]{1,8}".prop_map(std::string::String::into_bytes),
+                        proptest::collection::vec(0x80u8..=0xFF, 1..3),
+                    ],
+                    0..120,
+                ).prop_map(|parts| parts.concat()),
+                1..4,
+            ),
+            client in proptest::bool::ANY,
+        ) {
+            let role = if client { Role::Client } else { Role::Server };
+            let mut screen = Screen::new(role);
+            for message in &stream {
+                screen.update(&received(0, message));
+            }
+            let (expected, whole) = shown_by_full_decoding(&stream, role);
+            let last_len = stream.iter().rev().find(|m| !m.is_empty()).map_or(0, Vec::len);
+            if role == Role::Server || last_len <= ROWS * COLUMNS * 4 {
+                proptest::prop_assert_eq!(shown(&screen, role), expected);
+            } else {
+                // A client message longer than the screen can hold: its end, wrapped from
+                // where the shown part starts, filling at least the rows above the last.
+                let text: String = shown(&screen, role).concat();
+                let visible: String = whole.chars().filter(|c| !c.is_control()).collect();
+                proptest::prop_assert!(visible.ends_with(&text), "{text:?} does not end {visible:?}");
+                proptest::prop_assert!(text.chars().count() > (ROWS - 1) * COLUMNS);
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_message_cut_inside_a_character_shows_no_stray_box() {
+        // 85 four-byte characters and one of two bytes: the bytes that can be on screen
+        // start inside the second character.
+        let text = std::format!("{}é", "😀".repeat(85));
+        let mut screen = Screen::client();
+        screen.update(&received(0, text.as_bytes()));
+        let shown: String = lines(&screen).concat();
+        assert_eq!(shown, std::format!("{}é", "😀".repeat(83)));
+        assert_eq!(screen.line(0).chars().count(), COLUMNS);
     }
 
     #[test]

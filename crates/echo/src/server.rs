@@ -136,6 +136,16 @@ where
         self.stats
     }
 
+    /// When the server next needs a `poll` even if the network is silent (the earliest idle
+    /// timeout of its connections), so a board can sleep until then.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter_map(|slot| slot.conn.as_ref())
+            .filter_map(|served| served.link.idle_deadline(self.config.idle_timeout))
+            .min()
+    }
+
     /// The listening socket, to ask the stack e.g. which port it chose for port 0.
     pub fn listener(&self) -> Option<&S::TcpSocket> {
         match &self.state {
@@ -535,6 +545,11 @@ mod tests {
         };
         let mut server = EchoServer::new(config, &mut slots, &mut buffer);
         let mut seen = Seen::new();
+        assert_eq!(
+            server.next_deadline(),
+            None,
+            "no connection, nothing to time out"
+        );
         server
             .poll(&mut stack, Instant::from_millis(0), record(&mut seen))
             .unwrap();
@@ -544,6 +559,7 @@ mod tests {
         server
             .poll(&mut stack, Instant::from_millis(5_000), record(&mut seen))
             .unwrap();
+        assert_eq!(server.next_deadline(), Some(Instant::from_millis(10_000)));
         server
             .poll(&mut stack, Instant::from_millis(9_999), record(&mut seen))
             .unwrap();
