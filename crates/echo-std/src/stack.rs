@@ -28,11 +28,14 @@ pub const DEFAULT_BACKLOG: u32 = 3;
 /// otherwise.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long `accept` answers `WouldBlock` without asking the system again, after the system
-/// said so and no readiness was reported since. A loop that keeps making progress never
-/// waits, so it learns of new clients only by asking; but each `accept` that finds nobody
-/// costs the kernel a socket allocation, too much to pay on every pass of a busy loop.
-pub const ACCEPT_RECHECK: Duration = Duration::from_millis(1);
+/// How old the poller's readiness may be for `receive`, `send` and `accept` to trust it. A
+/// socket whose last operation returned `WouldBlock`, and that the poller has not reported
+/// ready since, answers `WouldBlock` again without a system call: a poll loop asks every
+/// connection and the listener on every pass, and most of those calls would find nothing (an
+/// `accept` that finds nobody even costs the kernel a socket allocation). When the
+/// last look at the poller is older than this, the stack looks again (without waiting) first,
+/// so a loop that keeps making progress and never waits still sees every socket.
+pub const READINESS_REFRESH: Duration = Duration::from_micros(100);
 
 /// Flags for every `send`: a reset peer must return `EPIPE`, not kill the process with
 /// `SIGPIPE`.
@@ -100,11 +103,7 @@ enum State {
     /// address family.
     Unopened,
     Bound(Socket),
-    Listening {
-        socket: Socket,
-        /// Until when `accept` trusts its last `WouldBlock`, see [`ACCEPT_RECHECK`].
-        quiet_until: Instant,
-    },
+    Listening(Socket),
     Connecting {
         socket: Socket,
         deadline: Instant,
@@ -120,7 +119,7 @@ impl State {
         match self {
             State::Unopened => None,
             State::Bound(socket)
-            | State::Listening { socket, .. }
+            | State::Listening(socket)
             | State::Connecting { socket, .. }
             | State::Connected { socket, .. } => Some(socket),
         }
@@ -159,6 +158,11 @@ pub struct StdStack {
     backlog: u32,
     connect_timeout: Duration,
     nodelay: bool,
+    /// When the poller's readiness was last read.
+    refreshed: Instant,
+    /// A look at the poller in the middle of a pass (see [`READINESS_REFRESH`]) found sockets
+    /// ready, possibly ones the pass had already visited: the next `wait` must not sleep.
+    ready_unseen: bool,
 }
 
 impl StdStack {
@@ -175,6 +179,8 @@ impl StdStack {
             backlog: DEFAULT_BACKLOG,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             nodelay: false,
+            refreshed: Instant::now(),
+            ready_unseen: false,
         })
     }
 
@@ -250,6 +256,16 @@ impl StdStack {
     /// Call it only after a pass over all sockets made no progress: readiness that was
     /// reported once is not reported again until an operation returns `WouldBlock` anew.
     pub fn wait(&mut self, timeout: Option<Duration>) -> Result<usize, Error> {
+        let timeout = match core::mem::take(&mut self.ready_unseen) {
+            true => Some(Duration::ZERO),
+            false => timeout,
+        };
+        self.read_readiness(timeout)
+    }
+
+    /// Arms the poller with what each socket waits for and reads what is ready, waiting up to
+    /// `timeout`.
+    fn read_readiness(&mut self, timeout: Option<Duration>) -> Result<usize, Error> {
         let now = Instant::now();
         let connect_deadline = self
             .sockets
@@ -287,7 +303,31 @@ impl StdStack {
                 entry.wanted.writable &= !event.writable;
             }
         }
+        self.refreshed = Instant::now();
         Ok(ready)
+    }
+
+    /// Whether socket `id` is still known not to be ready for reading (`readable`) or
+    /// writing, without a system call on it: see [`READINESS_REFRESH`].
+    fn known_blocked(&mut self, id: usize, readable: bool) -> Result<bool, Error> {
+        let blocked = |stack: &Self| {
+            stack.sockets.get(&id).is_some_and(|entry| {
+                if readable {
+                    entry.wanted.readable
+                } else {
+                    entry.wanted.writable
+                }
+            })
+        };
+        if !blocked(self) {
+            return Ok(false);
+        }
+        if self.refreshed.elapsed() >= READINESS_REFRESH
+            && self.read_readiness(Some(Duration::ZERO))? > 0
+        {
+            self.ready_unseen = true;
+        }
+        Ok(blocked(self))
     }
 
     fn entry(&self, socket: &TcpSocket) -> Result<&Entry, Error> {
@@ -492,7 +532,7 @@ impl TcpClientStack for StdStack {
                 }
             }
             State::Connected { .. } => return Ok(()),
-            State::Bound(_) | State::Listening { .. } => {
+            State::Bound(_) | State::Listening(_) => {
                 return Err(nb::Error::Other(wrong_state(operation())))
             }
         };
@@ -518,6 +558,9 @@ impl TcpClientStack for StdStack {
     }
 
     fn send(&mut self, socket: &mut TcpSocket, buffer: &[u8]) -> nb::Result<usize, Error> {
+        if self.known_blocked(socket.id, false)? {
+            return Err(nb::Error::WouldBlock);
+        }
         let entry = self
             .sockets
             .get_mut(&socket.id)
@@ -546,6 +589,9 @@ impl TcpClientStack for StdStack {
     /// Receives into `buffer`; an empty `buffer` receives nothing and returns `WouldBlock`
     /// (never `Ok(0)`, which means end of stream).
     fn receive(&mut self, socket: &mut TcpSocket, buffer: &mut [u8]) -> nb::Result<usize, Error> {
+        if self.known_blocked(socket.id, true)? {
+            return Err(nb::Error::WouldBlock);
+        }
         let entry = self
             .sockets
             .get_mut(&socket.id)
@@ -634,35 +680,26 @@ impl TcpFullStack for StdStack {
         let State::Bound(os) = core::mem::replace(&mut entry.state, State::Unopened) else {
             unreachable!("matched Bound above");
         };
-        entry.state = State::Listening {
-            socket: os,
-            quiet_until: Instant::now(),
-        };
+        entry.state = State::Listening(os);
         Ok(())
     }
 
     fn accept(&mut self, socket: &mut TcpSocket) -> nb::Result<(TcpSocket, SocketAddr), Error> {
+        if self.known_blocked(socket.id, true)? {
+            return Err(nb::Error::WouldBlock);
+        }
         let entry = self
             .sockets
             .get_mut(&socket.id)
             .ok_or_else(|| unknown(socket))?;
-        let State::Listening {
-            socket: listener,
-            quiet_until,
-        } = &mut entry.state
-        else {
+        let State::Listening(listener) = &mut entry.state else {
             return Err(nb::Error::Other(wrong_state("accept".into())));
         };
-        if entry.wanted.readable && Instant::now() < *quiet_until {
-            // Nobody came since the last look: `wait` would have said so.
-            return Err(nb::Error::WouldBlock);
-        }
         let (client, address) = loop {
             match listener.accept() {
                 Ok(accepted) => break accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     entry.wanted.readable = true;
-                    *quiet_until = Instant::now() + ACCEPT_RECHECK;
                     return Err(nb::Error::WouldBlock);
                 }
                 Err(e) if is_transient_accept_error(&e) => continue,
@@ -817,6 +854,63 @@ mod tests {
         client.shutdown(std::net::Shutdown::Write).unwrap();
         let received = block(&mut stack, |s| s.receive(&mut server, &mut buffer)).unwrap();
         assert_eq!(received, 0);
+    }
+
+    #[test]
+    fn a_busy_loop_that_never_waits_still_receives_new_data() {
+        let (mut stack, mut server, mut client) = connected();
+        let mut buffer = [0; 16];
+        assert!(matches!(
+            stack.receive(&mut server, &mut buffer),
+            Err(nb::Error::WouldBlock)
+        ));
+        client.write_all(b"later").unwrap();
+        let (received, took) = timed(|| loop {
+            match stack.receive(&mut server, &mut buffer) {
+                Ok(n) => break n,
+                Err(nb::Error::WouldBlock) => continue,
+                Err(e) => panic!("{e:?}"),
+            }
+        });
+        assert_eq!(&buffer[..received], b"later");
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+    }
+
+    #[test]
+    fn readiness_seen_in_the_middle_of_a_pass_is_not_slept_through() {
+        let mut stack = loopback_stack();
+        let (mut listener, address) = listening(&mut stack);
+        let mut first_client = TcpStream::connect(address).unwrap();
+        let (mut first, _) = block(&mut stack, |s| s.accept(&mut listener)).unwrap();
+        let _second_client = TcpStream::connect(address).unwrap();
+        let (mut second, _) = block(&mut stack, |s| s.accept(&mut listener)).unwrap();
+        let mut buffer = [0; 16];
+
+        // A pass: the first socket has nothing; data arrives; the second socket's receive
+        // looks at the poller (the last look is old) and so sees the first one ready.
+        assert!(matches!(
+            stack.receive(&mut first, &mut buffer),
+            Err(nb::Error::WouldBlock)
+        ));
+        assert!(matches!(
+            stack.receive(&mut second, &mut buffer),
+            Err(nb::Error::WouldBlock)
+        ));
+        stack.wait(Some(Duration::ZERO)).unwrap();
+        first_client.write_all(b"now").unwrap();
+        thread::sleep(READINESS_REFRESH * 50);
+        assert!(matches!(
+            stack.receive(&mut second, &mut buffer),
+            Err(nb::Error::WouldBlock)
+        ));
+
+        // The pass made no progress, so the loop waits: it must not sleep.
+        let (_, took) = timed(|| stack.wait(Some(Duration::from_secs(5))).unwrap());
+        assert!(
+            took < Duration::from_secs(1),
+            "slept {took:?} with data waiting"
+        );
+        assert_eq!(stack.receive(&mut first, &mut buffer).unwrap(), 3);
     }
 
     #[test]
