@@ -406,8 +406,12 @@ fn print_table(rows: &[Row]) {
                 if row.ours < max { "yes" } else { "NO" },
             ),
         };
+        let ratio = match row.baseline > 0.0 {
+            true => format!("{ratio:.2}"),
+            false => "-".to_string(),
+        };
         println!(
-            "| {} | {} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            "| {} | {} | {:.2} | {:.2} | {} | {} | {} |",
             row.what, row.unit, row.ours, row.baseline, ratio, target, met
         );
     }

@@ -35,7 +35,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// `accept` that finds nobody even costs the kernel a socket allocation). When the
 /// last look at the poller is older than this, the stack looks again (without waiting) first,
 /// so a loop that keeps making progress and never waits still sees every socket.
-pub const READINESS_REFRESH: Duration = Duration::from_micros(100);
+pub const READINESS_REFRESH: Duration = Duration::from_millis(1);
 
 /// Flags for every `send`: a reset peer must return `EPIPE`, not kill the process with
 /// `SIGPIPE`.
