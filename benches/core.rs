@@ -212,5 +212,75 @@ fn screen_drawing(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, echo_path, utf8_decoding, screen_drawing);
+/// Bytes the SSD1306 driver puts on the I2C bus for a received line and for a full frame
+/// (counted, not timed), printed as a table; then the time of drawing and flushing a line.
+fn panel_bytes(c: &mut Criterion) {
+    use echo_esp32_logic::oled::{oled, CountingI2c, DisplayConfig};
+
+    let bus = CountingI2c::new();
+    let mut display = oled(&bus);
+    display.init().unwrap();
+    let mut screen = Screen::server();
+    screen.set_local_ip([192, 168, 4, 1].into());
+    let listening: Event<'_, ()> = Event::Listening { port: 5001 };
+    screen.update(&listening);
+    let mut flushed = |screen: &mut Screen, text: &[u8]| {
+        if !text.is_empty() {
+            let received: Event<'_, ()> = Event::Received {
+                conn: echo::ConnId(0),
+                bytes: text,
+            };
+            screen.update(&received);
+        }
+        bus.reset();
+        screen.draw(&mut display).unwrap();
+        display.flush().unwrap();
+        bus.wire_bytes()
+    };
+    flushed(&mut screen, b"");
+    let full_width = flushed(&mut screen, b"hello MicroPython, I am TCP Client");
+    flushed(&mut screen, b"hello");
+    let short = flushed(&mut screen, b"hello");
+    screen.invalidate();
+    let full = flushed(&mut screen, b"");
+    println!();
+    println!("| panel update (SSD1306, I2C) | bytes on the bus | share of a full frame | target |");
+    println!("|---|---:|---:|---|");
+    println!("| full frame | {full} | 100.0% | |");
+    for (what, bytes) in [
+        ("full-width received line (21 chars)", full_width),
+        ("short received line (5 chars)", short),
+    ] {
+        let share = 100.0 * bytes as f64 / full as f64;
+        println!(
+            "| {what} | {bytes} | {share:.1}% | <= 25% {} |",
+            if share <= 25.0 { "yes" } else { "NO" }
+        );
+    }
+    println!();
+
+    c.bench_function("panel/draw_and_flush_a_received_line", |b| {
+        let bus = CountingI2c::new();
+        let mut display = oled(&bus);
+        display.init().unwrap();
+        let mut screen = Screen::server();
+        b.iter(|| {
+            let received: Event<'_, ()> = Event::Received {
+                conn: echo::ConnId(0),
+                bytes: black_box(b"hello MicroPython"),
+            };
+            screen.update(&received);
+            screen.draw(&mut display).unwrap();
+            display.flush().unwrap();
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    echo_path,
+    utf8_decoding,
+    screen_drawing,
+    panel_bytes
+);
 criterion_main!(benches);
