@@ -184,7 +184,8 @@ fn serve(args: ServerArgs, display: Display) -> Result<(), String> {
             match event {
                 // Shown below with the port the system chose, not the one asked for.
                 Event::Listening { .. } => listened = true,
-                // Decoding every received byte for a screen nobody sees would halve the echo.
+                // A screen nobody sees is not kept: even bounded, its update costs about 0.5 us
+                // per received KiB, a fifth of the echo itself at loopback speed.
                 event if shows_screen => screen.update(&event),
                 _ => {}
             }
