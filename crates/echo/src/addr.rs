@@ -2,7 +2,7 @@
 //!
 //! The same text as core's `Display` (RFC 5952 for IPv6), without what the screen and the logs
 //! never use: width, precision and alignment. Core's IPv6 and socket address formatting carries
-//! buffers for those and costs about 3 KB of flash on a 32-bit board.
+//! buffers for those, which show in the firmware's size (README, "Footprint").
 
 use core::fmt::{self, Write as _};
 use core::net::{IpAddr, Ipv6Addr, SocketAddr};

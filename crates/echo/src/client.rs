@@ -5,9 +5,12 @@ use core::net::SocketAddr;
 use embedded_nal::TcpClientStack;
 
 use crate::addr::Address;
+use crate::backoff::Backoff;
 use crate::error::Error;
 use crate::event::{CloseReason, ConnId, Event};
-use crate::link::{Link, Pumped, Stats, ZeroRead};
+use crate::link::{Link, Pumped};
+use crate::role::{Role, Stats};
+use crate::stack::ZeroRead;
 use crate::time::{millis, Duration, Instant};
 
 /// The tutorial's greeting.
@@ -15,63 +18,85 @@ pub const DEFAULT_GREETING: &str = "hello MicroPython, I am TCP Client";
 
 /// When and how often the client tries again. Without one (the default, like the tutorial),
 /// a failed attempt is final.
+///
+/// Start from [`Reconnect::new`] (or `default()`) and change what differs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub struct Reconnect {
     /// Attempts after a failed one, counted since the last established connection
-    /// (`None`: forever).
+    /// (`None`: forever). Default `None`.
     pub max_retries: Option<u32>,
-    /// The wait after the first failure; it doubles on each further failure...
-    pub initial_backoff: Duration,
-    /// ...up to this.
-    pub max_backoff: Duration,
+    /// The waits between attempts. Default [`Backoff::DEFAULT`].
+    pub backoff: Backoff,
     /// Also reconnect after an established connection ended (the server closed it, it was
-    /// reset, or it was idle), not only after failed attempts.
+    /// reset, or it was idle), not only after failed attempts. Default `true`.
     pub after_disconnect: bool,
+}
+
+impl Reconnect {
+    /// Forever, 500 ms doubling to 30 s apart, also after a disconnection.
+    pub const fn new() -> Self {
+        Reconnect {
+            max_retries: None,
+            backoff: Backoff::DEFAULT,
+            after_disconnect: true,
+        }
+    }
+
+    /// With [`max_retries`](Self::max_retries).
+    pub const fn with_max_retries(mut self, max_retries: Option<u32>) -> Self {
+        self.max_retries = max_retries;
+        self
+    }
+
+    /// With [`backoff`](Self::backoff).
+    pub const fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// With [`after_disconnect`](Self::after_disconnect).
+    pub const fn with_after_disconnect(mut self, after_disconnect: bool) -> Self {
+        self.after_disconnect = after_disconnect;
+        self
+    }
 }
 
 impl Default for Reconnect {
     fn default() -> Self {
-        Reconnect {
-            max_retries: None,
-            initial_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(30),
-            after_disconnect: true,
-        }
-    }
-}
-
-impl Reconnect {
-    /// The wait before attempt `failures + 1`, after `failures` failed ones (from 1).
-    pub fn backoff(&self, failures: u32) -> Duration {
-        let doublings = failures.saturating_sub(1).min(31);
-        self.initial_backoff
-            .checked_mul(1 << doublings)
-            .map_or(self.max_backoff, |wait| wait.min(self.max_backoff))
+        Reconnect::new()
     }
 }
 
 /// How an [`EchoClient`] behaves.
+///
+/// Start from [`ClientConfig::new`] and change what differs:
+/// `ClientConfig::new(server).with_connect_timeout(Some(Duration::from_secs(5)))`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub struct ClientConfig<'g> {
     /// The server to connect to.
     pub remote: SocketAddr,
-    /// Sent once after each connection is established, before any echo.
+    /// Sent once after each connection is established, before any echo. Default
+    /// [`DEFAULT_GREETING`].
     pub greeting: &'g [u8],
-    /// Give an attempt up after this long (`None`: wait as long as the stack does).
+    /// Give an attempt up after this long (`None`, the default: wait as long as the stack
+    /// does).
     pub connect_timeout: Option<Duration>,
-    /// Close the connection when nothing moved in either direction for this long.
+    /// Close the connection when nothing moved in either direction for this long. Default
+    /// `None`.
     pub idle_timeout: Option<Duration>,
-    /// Try again after failures (`None`: the first failure is final).
+    /// Try again after failures (`None`, the default: the first failure is final).
     pub reconnect: Option<Reconnect>,
-    /// What the stack means by `receive` returning `Ok(0)`.
+    /// What the stack means by `receive` returning `Ok(0)`. Default [`ZeroRead::Eof`].
     pub zero_read: ZeroRead,
 }
 
 impl ClientConfig<'static> {
     /// The tutorial's client for `remote`: default greeting, no timeouts, no reconnection.
-    pub fn new(remote: SocketAddr) -> Self {
+    pub const fn new(remote: SocketAddr) -> Self {
         ClientConfig {
             remote,
             greeting: DEFAULT_GREETING.as_bytes(),
@@ -83,7 +108,45 @@ impl ClientConfig<'static> {
     }
 }
 
-/// Where the client is. Changed only during [`EchoClient::poll`] and `shutdown`.
+impl<'g> ClientConfig<'g> {
+    /// With [`greeting`](Self::greeting).
+    pub const fn with_greeting<'h>(self, greeting: &'h [u8]) -> ClientConfig<'h> {
+        ClientConfig {
+            remote: self.remote,
+            greeting,
+            connect_timeout: self.connect_timeout,
+            idle_timeout: self.idle_timeout,
+            reconnect: self.reconnect,
+            zero_read: self.zero_read,
+        }
+    }
+
+    /// With [`connect_timeout`](Self::connect_timeout).
+    pub const fn with_connect_timeout(mut self, connect_timeout: Option<Duration>) -> Self {
+        self.connect_timeout = connect_timeout;
+        self
+    }
+
+    /// With [`idle_timeout`](Self::idle_timeout).
+    pub const fn with_idle_timeout(mut self, idle_timeout: Option<Duration>) -> Self {
+        self.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// With [`reconnect`](Self::reconnect).
+    pub const fn with_reconnect(mut self, reconnect: Option<Reconnect>) -> Self {
+        self.reconnect = reconnect;
+        self
+    }
+
+    /// With [`zero_read`](Self::zero_read).
+    pub const fn with_zero_read(mut self, zero_read: ZeroRead) -> Self {
+        self.zero_read = zero_read;
+        self
+    }
+}
+
+/// Where the client is. Changed only in [`EchoClient::step`], `restart` and `shutdown`.
 enum State<T> {
     /// The next poll starts an attempt.
     Idle,
@@ -100,7 +163,8 @@ enum State<T> {
     Backoff {
         until: Instant,
     },
-    /// Over: the connection ended or the attempts ran out, and no reconnection is configured.
+    /// Over: the connection ended or the attempts ran out, and no reconnection is configured;
+    /// or shut down.
     Finished,
 }
 
@@ -116,7 +180,20 @@ impl<T> State<T> {
     }
 }
 
-/// A non-blocking TCP echo client over any [`TcpClientStack`].
+/// A non-blocking TCP echo client over any [`TcpClientStack`]; run it through its [`Role`].
+///
+/// ```no_run
+/// # fn run<S: echo::embedded_nal::TcpClientStack>(stack: &mut S, now: echo::Instant)
+/// # -> Result<(), echo::Error<S::Error>> {
+/// use echo::{ClientConfig, EchoClient, Role, Screen};
+///
+/// let server = "192.168.4.1:5001".parse().unwrap();
+/// let mut buffer = [0u8; echo::DEFAULT_BUFFER_SIZE];
+/// let mut client = EchoClient::new(ClientConfig::new(server), &mut buffer);
+/// let mut screen = Screen::client();
+/// client.poll(stack, now, |event| screen.update(&event))?;
+/// # Ok(()) }
+/// ```
 pub struct EchoClient<'a, S>
 where
     S: TcpClientStack,
@@ -146,7 +223,7 @@ where
             state: State::Idle,
             failures: 0,
             next_id: 0,
-            stats: Stats::default(),
+            stats: Stats::new(1),
         }
     }
 
@@ -155,56 +232,12 @@ where
         &self.config
     }
 
-    /// Totals since the client was created.
-    pub fn stats(&self) -> Stats {
-        self.stats
-    }
-
     /// Whether a connection is established.
     pub fn is_connected(&self) -> bool {
         matches!(self.state, State::Connected { .. })
     }
 
-    /// Whether the client is done: its connection ended, or its attempts ran out, and it is
-    /// not configured to reconnect.
-    pub fn is_finished(&self) -> bool {
-        matches!(self.state, State::Finished)
-    }
-
-    /// When the client next needs a `poll` even if the network is silent (backoff or connect
-    /// timeout), so a board can sleep until then.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        match &self.state {
-            State::Backoff { until } => Some(*until),
-            State::Connecting { since, .. } => {
-                self.config.connect_timeout.map(|timeout| *since + timeout)
-            }
-            _ => None,
-        }
-    }
-
-    /// Does all the work that can be done now; returns whether anything happened.
-    ///
-    /// Returns an error when an attempt failed and no further attempt is allowed; the client
-    /// is then finished.
-    pub fn poll<F>(
-        &mut self,
-        stack: &mut S,
-        now: Instant,
-        mut on_event: F,
-    ) -> Result<bool, Error<S::Error>>
-    where
-        F: FnMut(Event<'_, S::Error>),
-    {
-        let was = self.state.name();
-        let result = self.step(stack, now, &mut on_event);
-        if self.state.name() != was {
-            debug!("client: {} => {}", was, self.state.name());
-        }
-        result
-    }
-
-    /// One `poll`: the only place the state changes.
+    /// One `poll`: the only place the state changes while running.
     fn step<F>(
         &mut self,
         stack: &mut S,
@@ -224,11 +257,7 @@ where
                 });
                 match stack.socket() {
                     Ok(socket) => self.state = State::Connecting { socket, since: now },
-                    Err(error) => {
-                        return self
-                            .attempt_failed(Error::Socket(error), now, on_event)
-                            .map(|()| true)
-                    }
+                    Err(error) => self.attempt_failed(Error::Socket(error), now, on_event)?,
                 }
                 Ok(true)
             }
@@ -255,17 +284,21 @@ where
                 };
                 match outcome {
                     Ok(true) => {
-                        let id = ConnId(self.next_id);
+                        let conn = ConnId(self.next_id);
                         self.next_id = self.next_id.wrapping_add(1);
                         self.failures = 0;
                         self.stats.connections += 1;
                         info!("connected to {}", Address(remote));
                         self.state = State::Connected {
-                            id,
+                            id: conn,
                             link: Link::new(socket, now),
                             greeted: 0,
                         };
-                        on_event(Event::Connected { conn: id, remote });
+                        on_event(Event::Opened {
+                            conn,
+                            peer: remote,
+                            open: 1,
+                        });
                         Ok(true)
                     }
                     Ok(false) => {
@@ -274,7 +307,8 @@ where
                     }
                     Err(error) => {
                         let _ = stack.close(socket);
-                        self.attempt_failed(error, now, on_event).map(|()| true)
+                        self.attempt_failed(error, now, on_event)?;
+                        Ok(true)
                     }
                 }
             }
@@ -286,14 +320,10 @@ where
                 let (outcome, greeted) = self.echo(stack, &mut link, greeted, id, now, on_event);
                 match outcome {
                     Pumped::Closed(reason) => {
-                        debug!("connection {} ended: {}", id.0, reason.as_str());
-                        if stack.close(link.socket).is_err() {
-                            warn!("closing connection {} failed", id.0);
-                        }
-                        on_event(Event::Disconnected { conn: id, reason });
+                        close(stack, id, link, reason, on_event);
                         self.state = match self.config.reconnect {
                             Some(reconnect) if reconnect.after_disconnect => State::Backoff {
-                                until: now + reconnect.initial_backoff,
+                                until: now + reconnect.backoff.initial,
                             },
                             _ => State::Finished,
                         };
@@ -312,36 +342,20 @@ where
         }
     }
 
-    /// Closes the connection (or attempt) and finishes the client.
-    pub fn shutdown<F>(&mut self, stack: &mut S, mut on_event: F)
+    /// Closes the connection or the attempt, if any, and leaves the client in `next`.
+    fn stop<F>(&mut self, stack: &mut S, next: State<S::TcpSocket>, on_event: &mut F)
     where
         F: FnMut(Event<'_, S::Error>),
     {
-        match core::mem::replace(&mut self.state, State::Finished) {
+        match core::mem::replace(&mut self.state, next) {
             State::Connecting { socket, .. } => {
                 let _ = stack.close(socket);
             }
             State::Connected { id, link, .. } => {
-                let _ = stack.close(link.socket);
-                on_event(Event::Disconnected {
-                    conn: id,
-                    reason: CloseReason::Shutdown,
-                });
+                close(stack, id, link, CloseReason::Shutdown, on_event)
             }
             State::Idle | State::Backoff { .. } | State::Finished => {}
         }
-    }
-
-    /// Drops the connection (or attempt, or wait) and connects again on the next `poll`, even
-    /// when finished: for a board whose network went down and came back, where waiting for
-    /// the stack to notice the dead connection would take its keep-alive timeout.
-    pub fn restart<F>(&mut self, stack: &mut S, on_event: F)
-    where
-        F: FnMut(Event<'_, S::Error>),
-    {
-        self.shutdown(stack, on_event);
-        self.failures = 0;
-        self.state = State::Idle;
     }
 
     /// The greeting first, then the echo; returns the outcome and how much of the greeting went.
@@ -384,7 +398,7 @@ where
         (outcome, greeted)
     }
 
-    /// Schedules the next attempt, or finishes with `error` when none is allowed.
+    /// Schedules the next attempt, or finishes and returns `error` when none is allowed.
     fn attempt_failed<F>(
         &mut self,
         error: Error<S::Error>,
@@ -394,14 +408,14 @@ where
     where
         F: FnMut(Event<'_, S::Error>),
     {
-        self.failures += 1;
+        self.failures = self.failures.saturating_add(1);
         let retry = self
             .config
             .reconnect
             .filter(|reconnect| reconnect.max_retries.is_none_or(|max| self.failures <= max));
         match retry {
             Some(reconnect) => {
-                let retry_in = reconnect.backoff(self.failures);
+                let retry_in = reconnect.backoff.delay(self.failures);
                 warn!(
                     "connection attempt {} failed; retrying in {} ms",
                     self.failures,
@@ -410,15 +424,109 @@ where
                 self.state = State::Backoff {
                     until: now + retry_in,
                 };
-                on_event(Event::ConnectFailed { error, retry_in });
+                on_event(Event::ConnectFailed {
+                    error: &error,
+                    retry_in: Some(retry_in),
+                });
                 Ok(())
             }
             None => {
                 warn!("connection attempt {} failed; giving up", self.failures);
                 self.state = State::Finished;
+                on_event(Event::ConnectFailed {
+                    error: &error,
+                    retry_in: None,
+                });
                 Err(error)
             }
         }
+    }
+}
+
+/// Closes the client's connection and reports it.
+fn close<S, F>(
+    stack: &mut S,
+    conn: ConnId,
+    link: Link<S::TcpSocket>,
+    reason: CloseReason<S::Error>,
+    on_event: &mut F,
+) where
+    S: TcpClientStack,
+    F: FnMut(Event<'_, S::Error>),
+{
+    debug!("connection {} ended: {}", conn.0, reason.as_str());
+    if stack.close(link.socket).is_err() {
+        warn!("closing connection {} failed", conn.0);
+    }
+    on_event(Event::Closed {
+        conn,
+        reason,
+        open: 0,
+    });
+}
+
+impl<S> Role<S> for EchoClient<'_, S>
+where
+    S: TcpClientStack,
+{
+    /// Returns `Err` when an attempt failed and no further attempt is allowed; the client is
+    /// then finished.
+    fn poll<F>(
+        &mut self,
+        stack: &mut S,
+        now: Instant,
+        mut on_event: F,
+    ) -> Result<bool, Error<S::Error>>
+    where
+        F: FnMut(Event<'_, S::Error>),
+    {
+        let was = self.state.name();
+        let result = self.step(stack, now, &mut on_event);
+        if self.state.name() != was {
+            debug!("client: {} => {}", was, self.state.name());
+        }
+        result
+    }
+
+    /// Drops the connection (or attempt, or wait) and connects again on the next `poll`, even
+    /// when finished: for a board whose network changed, where waiting for the stack to
+    /// notice the dead connection would take its keep-alive timeout.
+    fn restart<F>(&mut self, stack: &mut S, mut on_event: F)
+    where
+        F: FnMut(Event<'_, S::Error>),
+    {
+        self.stop(stack, State::Idle, &mut on_event);
+        self.failures = 0;
+    }
+
+    /// Closes the connection (or attempt) and finishes the client.
+    fn shutdown<F>(&mut self, stack: &mut S, mut on_event: F)
+    where
+        F: FnMut(Event<'_, S::Error>),
+    {
+        self.stop(stack, State::Finished, &mut on_event);
+    }
+
+    /// The end of a backoff, or of the connect timeout of an attempt.
+    fn next_deadline(&self) -> Option<Instant> {
+        match &self.state {
+            State::Backoff { until } => Some(*until),
+            State::Connecting { since, .. } => {
+                self.config.connect_timeout.map(|timeout| *since + timeout)
+            }
+            _ => None,
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        Stats {
+            open: usize::from(self.is_connected()),
+            ..self.stats
+        }
+    }
+
+    fn is_finished(&self) -> bool {
+        matches!(self.state, State::Finished)
     }
 }
 
@@ -427,6 +535,8 @@ mod tests {
     extern crate std;
     use super::*;
     use crate::testing::{End, MockError, MockStack, Outgoing, Peer};
+    use std::format;
+    use std::string::String;
     use std::vec;
     use std::vec::Vec;
 
@@ -448,32 +558,37 @@ mod tests {
         }
     }
 
-    /// Short event names, in order.
+    /// Every event in order, as short text, and the first error `poll` returned (polling stops
+    /// there).
     fn run(
         client: &mut EchoClient<'_, MockStack>,
         stack: &mut MockStack,
         now: Instant,
         polls: usize,
-    ) -> Vec<&'static str> {
+    ) -> (Vec<String>, Option<Error<MockError>>) {
         let mut seen = Vec::new();
         for _ in 0..polls {
-            let _ = client.poll(stack, now, |event| {
+            let polled = client.poll(stack, now, |event| {
                 seen.push(match event {
-                    Event::Connecting { .. } => "connecting",
-                    Event::Connected { .. } => "connected",
-                    Event::ConnectFailed { .. } => "connect failed",
-                    Event::Received { .. } => "received",
-                    Event::Disconnected {
-                        reason: CloseReason::Eof,
-                        ..
-                    } => "disconnected: eof",
-                    Event::Disconnected { .. } => "disconnected: other",
-                    _ => "server event",
+                    Event::Connecting { attempt, .. } => format!("connecting {attempt}"),
+                    Event::Opened { conn, peer, open } => format!("opened {conn} {peer} {open}"),
+                    Event::ConnectFailed { retry_in, .. } => {
+                        format!("connect failed, retry {retry_in:?}")
+                    }
+                    Event::Received { bytes, .. } => {
+                        format!("received {}", String::from_utf8_lossy(bytes))
+                    }
+                    Event::Closed { conn, reason, open } => {
+                        format!("closed {conn} {} {open}", reason.as_str())
+                    }
+                    other => panic!("the client reported a server event: {other:?}"),
                 })
             });
+            if let Err(error) = polled {
+                return (seen, Some(error));
+            }
         }
-        seen.dedup();
-        seen
+        (seen, None)
     }
 
     #[test]
@@ -484,16 +599,25 @@ mod tests {
             .push_back(connects(Peer::new(5001, b"text from the server")));
         let mut buffer = [0u8; 8];
         let mut client = EchoClient::new(ClientConfig::new(remote()), &mut buffer);
-        let seen = run(&mut client, &mut stack, Instant::ZERO, 30);
+        let (seen, error) = run(&mut client, &mut stack, Instant::ZERO, 30);
+        assert_eq!(error, None);
         assert_eq!(
             seen,
-            ["connecting", "connected", "received", "disconnected: eof"]
+            [
+                "connecting 1",
+                "opened #0 10.0.0.1:5001 1",
+                "received text fro",
+                "received m the se",
+                "received rver",
+                "closed #0 eof 0"
+            ]
         );
         let mut expected = DEFAULT_GREETING.as_bytes().to_vec();
         expected.extend_from_slice(b"text from the server");
         assert_eq!(stack.conn(0).received_by_peer, expected);
         assert!(stack.conn(0).closed);
         assert!(client.is_finished());
+        assert_eq!(client.stats().open, 0);
     }
 
     #[test]
@@ -504,7 +628,8 @@ mod tests {
         stack.outgoing.push_back(connects(peer));
         let mut buffer = [0u8; 3];
         let mut client = EchoClient::new(ClientConfig::new(remote()), &mut buffer);
-        run(&mut client, &mut stack, Instant::ZERO, 100);
+        let (_, error) = run(&mut client, &mut stack, Instant::ZERO, 100);
+        assert_eq!(error, None);
         let mut expected = DEFAULT_GREETING.as_bytes().to_vec();
         expected.extend_from_slice(b"echo me");
         assert_eq!(stack.conn(0).received_by_peer, expected);
@@ -516,27 +641,63 @@ mod tests {
         stack.outgoing.push_back(refused());
         let mut buffer = [0u8; 8];
         let mut client = EchoClient::new(ClientConfig::new(remote()), &mut buffer);
-        assert!(client.poll(&mut stack, Instant::ZERO, |_| {}).unwrap());
-        let error = client.poll(&mut stack, Instant::ZERO, |_| {}).unwrap_err();
+        let (seen, error) = run(&mut client, &mut stack, Instant::ZERO, 5);
+        assert_eq!(seen, ["connecting 1", "connect failed, retry None"]);
         assert_eq!(
             error,
-            Error::Connect {
+            Some(Error::Connect {
                 remote: remote(),
                 error: MockError::other("connection refused")
-            }
+            })
         );
         assert!(client.is_finished());
         assert!(!client.poll(&mut stack, Instant::ZERO, |_| {}).unwrap());
+        assert_eq!(
+            stack.open_sockets(),
+            0,
+            "the failed attempt's socket is closed"
+        );
+    }
+
+    #[test]
+    fn a_socket_failure_is_a_failed_attempt() {
+        let mut stack = MockStack::default();
+        stack.fail_socket = Some(MockError::other("no free socket"));
+        let mut buffer = [0u8; 8];
+        let config = ClientConfig::new(remote())
+            .with_reconnect(Some(Reconnect::new().with_max_retries(Some(1))));
+        let mut client = EchoClient::new(config, &mut buffer);
+        let mut now = Instant::ZERO;
+        let mut seen = Vec::new();
+        let mut result = Ok(true);
+        for _ in 0..10 {
+            result = client.poll(&mut stack, now, |event| {
+                if let Event::ConnectFailed { error, retry_in } = event {
+                    seen.push((error.clone(), retry_in));
+                }
+            });
+            if result.is_err() {
+                break;
+            }
+            now = now + Duration::from_millis(250);
+        }
+        let failed = Error::Socket(MockError::other("no free socket"));
+        assert_eq!(
+            seen,
+            [
+                (failed.clone(), Some(Duration::from_millis(500))),
+                (failed.clone(), None)
+            ]
+        );
+        assert_eq!(result, Err(failed));
+        assert!(client.is_finished());
     }
 
     #[test]
     fn gives_up_an_attempt_after_the_connect_timeout() {
         let mut stack = MockStack::default(); // no outgoing script: connect blocks forever
         let mut buffer = [0u8; 8];
-        let config = ClientConfig {
-            connect_timeout: Some(Duration::from_secs(3)),
-            ..ClientConfig::new(remote())
-        };
+        let config = ClientConfig::new(remote()).with_connect_timeout(Some(Duration::from_secs(3)));
         let mut client = EchoClient::new(config, &mut buffer);
         client.poll(&mut stack, Instant::ZERO, |_| {}).unwrap();
         assert!(!client
@@ -553,6 +714,11 @@ mod tests {
                 after: Duration::from_secs(3)
             }
         );
+        assert_eq!(
+            stack.open_sockets(),
+            0,
+            "the timed-out attempt's socket is closed"
+        );
     }
 
     #[test]
@@ -564,13 +730,8 @@ mod tests {
             .outgoing
             .push_back(connects(Peer::new(5001, b"").end(End::Open)));
         let mut buffer = [0u8; 8];
-        let config = ClientConfig {
-            reconnect: Some(Reconnect {
-                max_retries: Some(2),
-                ..Reconnect::default()
-            }),
-            ..ClientConfig::new(remote())
-        };
+        let config = ClientConfig::new(remote())
+            .with_reconnect(Some(Reconnect::new().with_max_retries(Some(2))));
         let mut client = EchoClient::new(config, &mut buffer);
         let mut waits = Vec::new();
         let mut now = Instant::ZERO;
@@ -586,7 +747,10 @@ mod tests {
         }
         assert_eq!(
             waits,
-            [Duration::from_millis(500), Duration::from_millis(1000)]
+            [
+                Some(Duration::from_millis(500)),
+                Some(Duration::from_millis(1000))
+            ]
         );
         assert!(client.is_connected());
     }
@@ -598,29 +762,25 @@ mod tests {
             stack.outgoing.push_back(refused());
         }
         let mut buffer = [0u8; 8];
-        let config = ClientConfig {
-            reconnect: Some(Reconnect {
-                max_retries: Some(2),
-                initial_backoff: Duration::ZERO,
-                ..Reconnect::default()
-            }),
-            ..ClientConfig::new(remote())
-        };
+        let config = ClientConfig::new(remote()).with_reconnect(Some(
+            Reconnect::new()
+                .with_max_retries(Some(2))
+                .with_backoff(Backoff::new(Duration::ZERO, Duration::ZERO)),
+        ));
         let mut client = EchoClient::new(config, &mut buffer);
-        let mut failures = 0;
-        let mut result = Ok(true);
-        for _ in 0..20 {
-            result = client.poll(&mut stack, Instant::ZERO, |event| {
-                if let Event::ConnectFailed { .. } = event {
-                    failures += 1
-                }
-            });
-            if result.is_err() {
-                break;
-            }
-        }
-        assert_eq!(failures, 2);
-        assert!(matches!(result, Err(Error::Connect { .. })));
+        let (seen, error) = run(&mut client, &mut stack, Instant::ZERO, 20);
+        assert_eq!(
+            seen,
+            [
+                "connecting 1",
+                "connect failed, retry Some(0ns)",
+                "connecting 2",
+                "connect failed, retry Some(0ns)",
+                "connecting 3",
+                "connect failed, retry None",
+            ]
+        );
+        assert!(matches!(error, Some(Error::Connect { .. })));
         assert!(client.is_finished());
     }
 
@@ -632,25 +792,22 @@ mod tests {
             .outgoing
             .push_back(connects(Peer::new(5001, b"two").end(End::Open)));
         let mut buffer = [0u8; 8];
-        let config = ClientConfig {
-            reconnect: Some(Reconnect {
-                initial_backoff: Duration::ZERO,
-                ..Reconnect::default()
-            }),
-            ..ClientConfig::new(remote())
-        };
+        let config = ClientConfig::new(remote()).with_reconnect(Some(
+            Reconnect::new().with_backoff(Backoff::new(Duration::ZERO, Duration::ZERO)),
+        ));
         let mut client = EchoClient::new(config, &mut buffer);
-        let seen = run(&mut client, &mut stack, Instant::ZERO, 40);
+        let (seen, error) = run(&mut client, &mut stack, Instant::ZERO, 40);
+        assert_eq!(error, None);
         assert_eq!(
             seen,
             [
-                "connecting",
-                "connected",
-                "received",
-                "disconnected: eof",
-                "connecting",
-                "connected",
-                "received"
+                "connecting 1",
+                "opened #0 10.0.0.1:5001 1",
+                "received one",
+                "closed #0 eof 0",
+                "connecting 1",
+                "opened #1 10.0.0.1:5001 1",
+                "received two"
             ]
         );
         assert!(stack.conn(1).received_by_peer.ends_with(b"two"));
@@ -665,15 +822,18 @@ mod tests {
         peer.recv_blocks = vec![true, false];
         stack.outgoing.push_back(connects(peer));
         let mut buffer = [0u8; 8];
-        let config = ClientConfig {
-            zero_read: ZeroRead::NoData,
-            ..ClientConfig::new(remote())
-        };
+        let config = ClientConfig::new(remote()).with_zero_read(ZeroRead::NoData);
         let mut client = EchoClient::new(config, &mut buffer);
-        let seen = run(&mut client, &mut stack, Instant::ZERO, 30);
+        let (seen, error) = run(&mut client, &mut stack, Instant::ZERO, 30);
+        assert_eq!(error, None);
         assert_eq!(
             seen,
-            ["connecting", "connected", "received", "disconnected: eof"]
+            [
+                "connecting 1",
+                "opened #0 10.0.0.1:5001 1",
+                "received nal",
+                "closed #0 eof 0"
+            ]
         );
         assert!(stack.conn(0).received_by_peer.ends_with(b"nal"));
     }
@@ -693,27 +853,43 @@ mod tests {
         assert!(client.is_connected());
         let mut reasons = Vec::new();
         client.restart(&mut stack, |event| {
-            if let Event::Disconnected { reason, .. } = event {
+            if let Event::Closed { reason, .. } = event {
                 reasons.push(reason);
             }
         });
         assert_eq!(reasons, [CloseReason::Shutdown]);
         assert!(stack.conn(0).closed);
-        let seen = run(&mut client, &mut stack, Instant::ZERO, 10);
-        assert_eq!(seen, ["connecting", "connected"]);
+        let (seen, _) = run(&mut client, &mut stack, Instant::ZERO, 10);
+        assert_eq!(seen, ["connecting 1", "opened #1 10.0.0.1:5001 1"]);
         assert!(client.is_connected());
         assert_eq!(stack.conns.len(), 2);
     }
 
     #[test]
-    fn backoff_doubles_up_to_its_maximum() {
-        let reconnect = Reconnect {
-            initial_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(5),
-            ..Reconnect::default()
-        };
-        let waits: Vec<u64> = (1..=5).map(|n| reconnect.backoff(n).as_secs()).collect();
-        assert_eq!(waits, [1, 2, 4, 5, 5]);
-        assert_eq!(reconnect.backoff(200), Duration::from_secs(5));
+    fn shutdown_closes_an_attempt_in_progress_and_finishes() {
+        let mut stack = MockStack::default(); // connect blocks forever
+        let mut buffer = [0u8; 8];
+        let mut client = EchoClient::new(ClientConfig::new(remote()), &mut buffer);
+        run(&mut client, &mut stack, Instant::ZERO, 3);
+        assert_eq!(stack.open_sockets(), 1);
+        client.shutdown(&mut stack, |_| panic!("no connection, no event"));
+        assert_eq!(stack.open_sockets(), 0);
+        assert!(client.is_finished());
+    }
+
+    #[test]
+    fn closes_the_connection_when_idle_too_long() {
+        let mut stack = MockStack::default();
+        stack
+            .outgoing
+            .push_back(connects(Peer::new(5001, b"").end(End::Open)));
+        let mut buffer = [0u8; 8];
+        let config = ClientConfig::new(remote()).with_idle_timeout(Some(Duration::from_secs(2)));
+        let mut client = EchoClient::new(config, &mut buffer);
+        run(&mut client, &mut stack, Instant::ZERO, 5);
+        assert!(client.is_connected());
+        let (seen, _) = run(&mut client, &mut stack, Instant::from_millis(2_000), 1);
+        assert_eq!(seen, ["closed #0 idle timeout 0"]);
+        assert!(client.is_finished());
     }
 }

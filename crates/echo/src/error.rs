@@ -8,9 +8,12 @@ use crate::time::{millis, Duration};
 
 /// What went wrong, generic over the network stack's own error `E`.
 ///
-/// Only failures that stop a role are errors: the server's listening socket, the client's
-/// connection attempts. A failure of one served connection is not an error of the server; it
-/// ends that connection and is reported as [`Event::Closed`](crate::Event::Closed).
+/// The failures of a role as a whole: the server's listening socket, the client's connection
+/// attempts. The server recovers from each by itself and reports it as
+/// [`Event::ListenFailed`](crate::Event::ListenFailed); the client reports each as
+/// [`Event::ConnectFailed`](crate::Event::ConnectFailed), and `poll` returns the last one
+/// when no attempt is left. A failure of one connection is not an error of its role: it ends
+/// that connection alone, reported as [`Event::Closed`](crate::Event::Closed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -31,8 +34,7 @@ pub enum Error<E> {
         /// The stack's error.
         error: E,
     },
-    /// The listening socket failed while accepting; the server closes it and listens again on
-    /// its next `poll`.
+    /// The listening socket failed while accepting; the server closes it and listens again.
     Accept(E),
     /// The stack refused or failed the connection to `remote`.
     Connect {

@@ -1,4 +1,10 @@
 //! What the echo roles report to the board: the input of the screen and of logs.
+//!
+//! Three events are the same for both roles (a connection [opened](Event::Opened),
+//! [received](Event::Received) bytes, [closed](Event::Closed)); the others exist only where
+//! the roles differ: the server [listens](Event::Listening) and may see its listener
+//! [fail](Event::ListenFailed), the client [connects](Event::Connecting) and may see an
+//! attempt [fail](Event::ConnectFailed).
 
 use core::fmt;
 use core::net::SocketAddr;
@@ -31,7 +37,8 @@ pub enum CloseReason<E> {
     IdleTimeout,
     /// The stack reported another error on this connection.
     Failed(E),
-    /// The application shut the role down.
+    /// The application closed it: [`Role::shutdown`](crate::Role::shutdown) or
+    /// [`Role::restart`](crate::Role::restart).
     Shutdown,
 }
 
@@ -48,25 +55,24 @@ impl<E> CloseReason<E> {
     }
 }
 
-/// Something that happened in [`EchoServer`](crate::EchoServer) or
-/// [`EchoClient`](crate::EchoClient) during one `poll`.
+/// Something that happened in a [`Role`](crate::Role) during one `poll` (or `shutdown`,
+/// `restart`).
 ///
 /// `E` is the stack's error type. `Received` borrows the bytes just read: they are also the
 /// bytes being echoed, untouched.
 #[derive(Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum Event<'a, E> {
-    /// The server's socket is bound and listening on `port`.
-    Listening {
-        /// The port asked for (0 if the stack chose one).
-        port: u16,
-    },
-    /// The server accepted a connection.
-    Accepted {
+    /// A connection opened: the server accepted it, or the client's attempt succeeded (the
+    /// client's greeting goes out next).
+    Opened {
         /// The new connection.
         conn: ConnId,
-        /// The client's address.
+        /// The other end: the server's client, or the client's server.
         peer: SocketAddr,
+        /// Connections the role has open now, this one included.
+        open: usize,
     },
     /// Bytes arrived on `conn`; they are being echoed back as they are.
     Received {
@@ -75,39 +81,43 @@ pub enum Event<'a, E> {
         /// The bytes, exactly as read.
         bytes: &'a [u8],
     },
-    /// A server connection ended; its slot is free again.
+    /// A connection ended and its socket was closed.
     Closed {
         /// The connection that ended.
         conn: ConnId,
         /// Why.
         reason: CloseReason<E>,
+        /// Connections the role has open now.
+        open: usize,
     },
-    /// The client starts connection attempt number `attempt` (1 for the first).
+    /// Server: the listening socket is open; clients reach it at `local`.
+    Listening {
+        /// The address as the stack reports it
+        /// ([`LocalAddress`](crate::LocalAddress)): the board's own address and the real
+        /// port, also when port 0 was asked for.
+        local: SocketAddr,
+    },
+    /// Server: opening the listening socket, or accepting on it, failed. The connections
+    /// being served are not touched; the server listens again after `retry_in`.
+    ListenFailed {
+        /// What failed.
+        error: &'a Error<E>,
+        /// The wait before the next attempt (it grows while attempts keep failing).
+        retry_in: Duration,
+    },
+    /// Client: connection attempt number `attempt` starts (1 for the first).
     Connecting {
         /// The server.
         remote: SocketAddr,
         /// Attempt number since the last established connection, from 1.
         attempt: u32,
     },
-    /// The client's connection is established; the greeting goes out next.
-    Connected {
-        /// The connection.
-        conn: ConnId,
-        /// The server.
-        remote: SocketAddr,
-    },
-    /// A connection attempt failed and the client tries again after `retry_in`.
+    /// Client: a connection attempt failed.
     ConnectFailed {
         /// What failed.
-        error: Error<E>,
-        /// The wait before the next attempt.
-        retry_in: Duration,
-    },
-    /// The client's connection ended.
-    Disconnected {
-        /// The connection that ended.
-        conn: ConnId,
-        /// Why.
-        reason: CloseReason<E>,
+        error: &'a Error<E>,
+        /// The wait before the next attempt; `None` when no attempt is left: the client is
+        /// finished and `poll` returns `error`.
+        retry_in: Option<Duration>,
     },
 }

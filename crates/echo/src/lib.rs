@@ -1,13 +1,18 @@
 //! TCP echo for embedded boards: the mPython "Socket-TCP" tutorial's server and client, done
 //! right, over any [`embedded_nal`] stack and any `embedded_graphics` display.
 //!
-//! - [`EchoServer`] (over a [`TcpFullStack`](embedded_nal::TcpFullStack)): listens on port
-//!   5001, serves several clients at once, echoes every byte back in order.
-//! - [`EchoClient`] (over a [`TcpClientStack`](embedded_nal::TcpClientStack)): connects, sends
-//!   the greeting `hello MicroPython, I am TCP Client`, echoes what the server sends.
-//! - [`Event`]: what both report from `poll`, for logs and for the [`Screen`].
-//! - [`Screen`]: the tutorial's 128x64 OLED layout on any `DrawTarget<Color = BinaryColor>`,
-//!   with incremental UTF-8 decoding ([`Utf8Decoder`]).
+//! - [`Role`]: what a board runs; one loop runs either role.
+//!   - [`EchoServer`] (over a [`TcpFullStack`](embedded_nal::TcpFullStack) that is also
+//!     [`LocalAddress`]): listens on port 5001, serves several clients at once, echoes every
+//!     byte back in order, re-opens a failing listener with [`Backoff`].
+//!   - [`EchoClient`] (over a [`TcpClientStack`](embedded_nal::TcpClientStack)): connects,
+//!     sends the greeting `hello MicroPython, I am TCP Client`, echoes what the server sends,
+//!     reconnects if asked ([`Reconnect`]).
+//! - [`Event`]: what the roles report from `poll`, for logs and for the [`Screen`]; [`Stats`]:
+//!   their counters.
+//! - [`Screen`]: the tutorial's 128x64 OLED on any `DrawTarget<Color = BinaryColor>`, laid out
+//!   for the server ([`ServerLayout`]) or the client ([`ClientLayout`]), with incremental UTF-8
+//!   decoding ([`Utf8Decoder`]).
 //!
 //! `no_std`, no allocation, no `unsafe`, no clock: buffers and slots come from the caller and
 //! time is passed to `poll` as an [`Instant`].
@@ -19,26 +24,44 @@
 //!   here the echoed bytes are never decoded, only the screen decodes, incrementally and
 //!   lossily.
 //! - One client at a time: here up to as many as the caller gives slots; the others wait in
-//!   the stack's backlog. A connection that fails or misbehaves ends alone.
+//!   the stack's backlog. A connection that fails or misbehaves ends alone; a listener that
+//!   fails is opened again.
 //! - The display was drawn in the echo path: here events update a model and the board draws
 //!   when it chooses, only the rows that changed.
 //!
 //! # The loop a board runs
-//! ```text
-//! let mut slots = [const { echo::Slot::new() }; echo::DEFAULT_MAX_CLIENTS];
-//! let mut buffer = [0u8; echo::DEFAULT_MAX_CLIENTS * echo::DEFAULT_BUFFER_SIZE];
-//! let mut server = echo::EchoServer::new(echo::ServerConfig::default(), &mut slots, &mut buffer);
-//! let mut screen = echo::Screen::server();
-//! loop {
-//!     let now = board.now();
-//!     let progress = server.poll(&mut stack, now, |event| screen.update(&event))?;
-//!     if screen.is_dirty() && board.display_may_draw(now) {
-//!         let area = screen.draw(&mut display)?;
-//!         board.flush(area);
+//! One loop serves both roles; a board writes it once (`echo-std`'s `Board::run`,
+//! `echo-esp32`'s `Runner::run`). With a stack, a display, a clock and a way to sleep:
+//!
+//! ```no_run
+//! use echo::embedded_graphics::{pixelcolor::BinaryColor, prelude::DrawTarget};
+//! use echo::embedded_nal::TcpFullStack;
+//! use echo::{EchoServer, Instant, LocalAddress, Role, Screen, ServerConfig, Slot};
+//!
+//! fn serve<S, D>(
+//!     stack: &mut S,
+//!     display: &mut D,
+//!     now: impl Fn() -> Instant,
+//!     mut sleep_until: impl FnMut(Option<Instant>),
+//! ) -> Result<(), echo::Error<S::Error>>
+//! where
+//!     S: TcpFullStack + LocalAddress,
+//!     D: DrawTarget<Color = BinaryColor>,
+//! {
+//!     let mut slots = [const { Slot::new() }; echo::DEFAULT_MAX_CLIENTS];
+//!     let mut buffer = [0u8; echo::DEFAULT_MAX_CLIENTS * echo::DEFAULT_BUFFER_SIZE];
+//!     let mut server = EchoServer::new(ServerConfig::new(), &mut slots, &mut buffer);
+//!     let mut screen = Screen::server();
+//!     while !server.is_finished() {
+//!         let progress = server.poll(stack, now(), |event| screen.update(&event))?;
+//!         // After the poll, never inside it: the echo path does not wait for the display.
+//!         let _ = screen.draw(display);
+//!         if !progress {
+//!             // Until the network wakes the board, or an idle timeout or backoff is due.
+//!             sleep_until(server.next_deadline());
+//!         }
 //!     }
-//!     if !progress {
-//!         board.wait_for_network();
-//!     }
+//!     Ok(())
 //! }
 //! ```
 //!
@@ -55,11 +78,13 @@
 //! - `close` of an accepted socket: sends what the stack still buffers, then the FIN (a
 //!   graceful close, so an echo handed to the stack reaches a peer that still reads).
 //! - `accept`: `WouldBlock` when no connection is ready; any other error is treated as a
-//!   failure of the listening socket, which is closed and re-opened on the next `poll`.
+//!   failure of the listening socket, which is closed and opened again after a backoff.
 //! - `connect`: `WouldBlock` while in progress, `Ok(())` once established.
+//! - [`LocalAddress`] (the server only): where clients reach the listening socket.
 //!
 //! # Features
-//! - `log` or `defmt` (exclusive): log through that crate; silent by default.
+//! - `log` or `defmt` (exclusive): log through that crate; silent by default. `defmt` also
+//!   derives `defmt::Format` on the public types.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -69,26 +94,34 @@
 mod fmt;
 
 mod addr;
+mod backoff;
 mod client;
 mod error;
 mod event;
 mod link;
+mod role;
 mod screen;
 mod server;
+mod stack;
 mod time;
 mod utf8;
 
 #[cfg(test)]
 mod testing;
 
+pub use backoff::Backoff;
 pub use client::{ClientConfig, EchoClient, Reconnect, DEFAULT_GREETING};
 pub use error::Error;
 pub use event::{CloseReason, ConnId, Event};
-pub use link::{Stats, ZeroRead};
-pub use screen::{Line, Screen, COLUMNS, HEIGHT, ROWS, ROW_HEIGHT, SERVER_TEXT_ROW, WIDTH};
+pub use role::{Role, Stats};
+pub use screen::{
+    ClientLayout, Layout, Line, Screen, ServerLayout, COLUMNS, HEIGHT, ROWS, ROW_HEIGHT,
+    SERVER_TEXT_ROW, WIDTH,
+};
 pub use server::{
     EchoServer, ServerConfig, Slot, DEFAULT_BUFFER_SIZE, DEFAULT_MAX_CLIENTS, DEFAULT_PORT,
 };
+pub use stack::{LocalAddress, ZeroRead};
 pub use time::{Duration, Instant};
 pub use utf8::Utf8Decoder;
 

@@ -6,32 +6,9 @@
 use embedded_nal::{TcpClientStack, TcpError, TcpErrorKind};
 
 use crate::event::CloseReason;
+use crate::role::Stats;
+use crate::stack::ZeroRead;
 use crate::time::{Duration, Instant};
-
-/// What `receive` returning `Ok(0)` means for a stack. See the crate docs, "Stack contract".
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum ZeroRead {
-    /// `Ok(0)` is end of stream, as with std sockets (std-embedded-nal, `echo-std`,
-    /// `echo-smoltcp`). No data yet is `WouldBlock`.
-    #[default]
-    Eof,
-    /// `Ok(0)` means "no data yet" and end of stream is an error of kind `PipeClosed`, as with
-    /// smoltcp-nal 0.7.
-    NoData,
-}
-
-/// Byte counters of a role, totals since it was created.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Stats {
-    /// Connections established (accepted, or connected by the client).
-    pub connections: u32,
-    /// Bytes read from peers.
-    pub bytes_received: u64,
-    /// Bytes handed back to the stack.
-    pub bytes_sent: u64,
-}
 
 /// What one [`Link::pump`] did.
 pub(crate) enum Pumped<E> {

@@ -1,41 +1,86 @@
-//! The tutorial's TCP server, done right: several clients, nothing lost, nothing blocking.
+//! The tutorial's TCP server, done right: several clients, nothing lost, nothing blocking, a
+//! listener that recovers by itself.
 
-use core::net::SocketAddr;
+use core::net::{Ipv4Addr, SocketAddr};
 
 use embedded_nal::TcpFullStack;
 
 use crate::addr::Address;
+use crate::backoff::Backoff;
 use crate::error::Error;
 use crate::event::{CloseReason, ConnId, Event};
-use crate::link::{Link, Pumped, Stats, ZeroRead};
-use crate::time::{Duration, Instant};
+use crate::link::{Link, Pumped};
+use crate::role::{Role, Stats};
+use crate::stack::{LocalAddress, ZeroRead};
+use crate::time::{millis, Duration, Instant};
 
 /// The tutorial's port.
 pub const DEFAULT_PORT: u16 = 5001;
-/// The tutorial's `listen(3)`: how many clients the examples serve at once.
+/// How many clients the examples serve at once. (The tutorial's `listen(3)` is not this: it
+/// sets the backlog of clients waiting to be accepted, and the tutorial serves one at a time.)
 pub const DEFAULT_MAX_CLIENTS: usize = 3;
 /// The tutorial's `recv(1024)`: the examples' echo buffer per connection.
 pub const DEFAULT_BUFFER_SIZE: usize = 1024;
 
 /// How an [`EchoServer`] behaves. The number of clients is the number of slots it is given.
+///
+/// Start from [`ServerConfig::new`] (or `default()`) and change what differs:
+/// `ServerConfig::new().with_port(7)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub struct ServerConfig {
-    /// The port to bind (0: the stack chooses, where it can).
+    /// The port to bind (0: the stack chooses, where it can). Default [`DEFAULT_PORT`].
     pub port: u16,
-    /// Close a connection when nothing moved in either direction for this long.
+    /// Close a connection when nothing moved in either direction for this long. Default
+    /// `None`: a silent client keeps its slot until the stack sees it gone.
     pub idle_timeout: Option<Duration>,
-    /// What the stack means by `receive` returning `Ok(0)`.
+    /// What the stack means by `receive` returning `Ok(0)`. Default [`ZeroRead::Eof`].
     pub zero_read: ZeroRead,
+    /// The waits before listening again after the listener failed. Default
+    /// [`Backoff::DEFAULT`].
+    pub relisten: Backoff,
 }
 
-impl Default for ServerConfig {
-    fn default() -> Self {
+impl ServerConfig {
+    /// The tutorial's server: port 5001, no idle timeout.
+    pub const fn new() -> Self {
         ServerConfig {
             port: DEFAULT_PORT,
             idle_timeout: None,
             zero_read: ZeroRead::Eof,
+            relisten: Backoff::DEFAULT,
         }
+    }
+
+    /// With [`port`](Self::port).
+    pub const fn with_port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// With [`idle_timeout`](Self::idle_timeout).
+    pub const fn with_idle_timeout(mut self, idle_timeout: Option<Duration>) -> Self {
+        self.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// With [`zero_read`](Self::zero_read).
+    pub const fn with_zero_read(mut self, zero_read: ZeroRead) -> Self {
+        self.zero_read = zero_read;
+        self
+    }
+
+    /// With [`relisten`](Self::relisten).
+    pub const fn with_relisten(mut self, relisten: Backoff) -> Self {
+        self.relisten = relisten;
+        self
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig::new()
     }
 }
 
@@ -65,23 +110,55 @@ struct Served<T> {
 }
 
 /// Where the listening socket is.
-enum State<T> {
-    /// Not listening: the next `poll` binds and listens.
+enum Listener<T> {
+    /// Not listening: the next `poll` listens.
     Closed,
     Listening(T),
+    /// Listening failed: the first `poll` from `until` listens again.
+    Backoff {
+        until: Instant,
+    },
+    /// Shut down: nothing more happens.
+    Finished,
 }
 
-/// A non-blocking TCP echo server over any [`TcpFullStack`].
+impl<T> Listener<T> {
+    fn name(&self) -> &'static str {
+        match self {
+            Listener::Closed => "closed",
+            Listener::Listening(_) => "listening",
+            Listener::Backoff { .. } => "backoff",
+            Listener::Finished => "finished",
+        }
+    }
+}
+
+/// A non-blocking TCP echo server over any [`TcpFullStack`]; run it through its [`Role`].
 ///
 /// Serves as many clients at once as it has [`Slot`]s; further clients wait in the stack's
 /// backlog until a slot frees. Each slot echoes through its share of the buffer, so memory is
 /// fixed by the caller: `slots.len()` connections of `buffer.len() / slots.len()` bytes each.
+///
+/// ```no_run
+/// # fn run<S>(stack: &mut S, now: echo::Instant) -> Result<(), echo::Error<S::Error>>
+/// # where S: echo::embedded_nal::TcpFullStack + echo::LocalAddress {
+/// use echo::{EchoServer, Role, Screen, ServerConfig, Slot};
+///
+/// let mut slots = [const { Slot::new() }; echo::DEFAULT_MAX_CLIENTS];
+/// let mut buffer = [0u8; echo::DEFAULT_MAX_CLIENTS * echo::DEFAULT_BUFFER_SIZE];
+/// let mut server = EchoServer::new(ServerConfig::new(), &mut slots, &mut buffer);
+/// let mut screen = Screen::server();
+/// server.poll(stack, now, |event| screen.update(&event))?;
+/// # Ok(()) }
+/// ```
 pub struct EchoServer<'a, S>
 where
     S: TcpFullStack,
 {
     config: ServerConfig,
-    state: State<S::TcpSocket>,
+    listener: Listener<S::TcpSocket>,
+    /// Listening attempts that failed since a connection was last accepted.
+    failures: u32,
     slots: &'a mut [Slot<S::TcpSocket>],
     buffer: &'a mut [u8],
     next_id: u32,
@@ -90,7 +167,7 @@ where
 
 impl<'a, S> EchoServer<'a, S>
 where
-    S: TcpFullStack,
+    S: TcpFullStack + LocalAddress,
 {
     /// A server that will listen on its first `poll`.
     ///
@@ -106,13 +183,15 @@ where
             buffer.len() >= slots.len(),
             "the echo buffer needs at least one byte per slot"
         );
+        let stats = Stats::new(slots.len());
         EchoServer {
             config,
-            state: State::Closed,
+            listener: Listener::Closed,
+            failures: 0,
             slots,
             buffer,
             next_id: 0,
-            stats: Stats::default(),
+            stats,
         }
     }
 
@@ -121,99 +200,30 @@ where
         &self.config
     }
 
-    /// How many clients can be served at once.
-    pub fn max_clients(&self) -> usize {
-        self.slots.len()
+    /// The listening socket, if the server is listening.
+    pub fn listener(&self) -> Option<&S::TcpSocket> {
+        match &self.listener {
+            Listener::Listening(socket) => Some(socket),
+            _ => None,
+        }
     }
 
-    /// How many clients are being served now.
-    pub fn active(&self) -> usize {
+    fn open(&self) -> usize {
         self.slots.iter().filter(|slot| slot.conn.is_some()).count()
     }
 
-    /// Totals since the server was created.
-    pub fn stats(&self) -> Stats {
-        self.stats
-    }
-
-    /// When the server next needs a `poll` even if the network is silent (the earliest idle
-    /// timeout of its connections), so a board can sleep until then.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.slots
-            .iter()
-            .filter_map(|slot| slot.conn.as_ref())
-            .filter_map(|served| served.link.idle_deadline(self.config.idle_timeout))
-            .min()
-    }
-
-    /// The listening socket, to ask the stack e.g. which port it chose for port 0.
-    pub fn listener(&self) -> Option<&S::TcpSocket> {
-        match &self.state {
-            State::Listening(socket) => Some(socket),
-            State::Closed => None,
-        }
-    }
-
-    /// Does all the work that can be done now without waiting; returns whether anything
-    /// happened (call again at once if so, otherwise wait for the network or a timeout).
-    ///
-    /// In order: serves every open connection (echo, EOF, errors, idle timeout), listens if not
-    /// listening, then accepts while a slot is free. Only a failure of the listening socket is
-    /// an error; after one, the next `poll` listens again.
-    pub fn poll<F>(
-        &mut self,
-        stack: &mut S,
-        now: Instant,
-        mut on_event: F,
-    ) -> Result<bool, Error<S::Error>>
-    where
-        F: FnMut(Event<'_, S::Error>),
-    {
-        let mut progress = self.serve(stack, now, &mut on_event);
-
-        if let State::Closed = self.state {
-            self.listen(stack)?;
-            on_event(Event::Listening {
-                port: self.config.port,
-            });
-            progress = true;
-        }
-        progress |= self.accept(stack, now, &mut on_event)?;
-        Ok(progress)
-    }
-
-    /// Closes every connection and the listening socket. A later `poll` listens again (e.g.
-    /// after the board's network came back).
-    pub fn shutdown<F>(&mut self, stack: &mut S, mut on_event: F)
-    where
-        F: FnMut(Event<'_, S::Error>),
-    {
-        for slot in self.slots.iter_mut() {
-            if let Some(served) = slot.conn.take() {
-                close_served(stack, served, CloseReason::Shutdown, &mut on_event);
-            }
-        }
-        if let State::Listening(socket) = core::mem::replace(&mut self.state, State::Closed) {
-            if stack.close(socket).is_err() {
-                warn!("closing the listening socket failed");
-            }
-        }
-    }
-
+    /// Echoes on every open connection; closes those that ended, failed or idled too long.
     fn serve<F>(&mut self, stack: &mut S, now: Instant, on_event: &mut F) -> bool
     where
         F: FnMut(Event<'_, S::Error>),
     {
         let share = self.buffer.len() / self.slots.len();
         let mut progress = false;
-        for (slot, buffer) in self
-            .slots
-            .iter_mut()
-            .zip(self.buffer.chunks_exact_mut(share))
-        {
-            let Some(served) = slot.conn.as_mut() else {
+        for index in 0..self.slots.len() {
+            let Some(served) = self.slots[index].conn.as_mut() else {
                 continue;
             };
+            let buffer = &mut self.buffer[index * share..(index + 1) * share];
             let id = served.id;
             let outcome = if served.link.is_idle(now, self.config.idle_timeout) {
                 Pumped::Closed(CloseReason::IdleTimeout)
@@ -231,9 +241,7 @@ where
                 Pumped::Idle => {}
                 Pumped::Progress => progress = true,
                 Pumped::Closed(reason) => {
-                    if let Some(served) = slot.conn.take() {
-                        close_served(stack, served, reason, on_event);
-                    }
+                    self.close(stack, index, reason, on_event);
                     progress = true;
                 }
             }
@@ -241,7 +249,47 @@ where
         progress
     }
 
-    fn listen(&mut self, stack: &mut S) -> Result<(), Error<S::Error>> {
+    /// Listens if due, then accepts while a slot is free. The only place the listener's
+    /// state changes.
+    fn poll_listener<F>(&mut self, stack: &mut S, now: Instant, on_event: &mut F) -> bool
+    where
+        F: FnMut(Event<'_, S::Error>),
+    {
+        let was = self.listener.name();
+        let progress = match core::mem::replace(&mut self.listener, Listener::Finished) {
+            Listener::Finished => false,
+            Listener::Backoff { until } if now < until => {
+                self.listener = Listener::Backoff { until };
+                false
+            }
+            Listener::Closed | Listener::Backoff { .. } => {
+                match self.listen(stack) {
+                    Ok(socket) => {
+                        let local = stack.local_address(&socket).unwrap_or(SocketAddr::new(
+                            Ipv4Addr::UNSPECIFIED.into(),
+                            self.config.port,
+                        ));
+                        info!("listening on {}", Address(local));
+                        self.listener = Listener::Listening(socket);
+                        on_event(Event::Listening { local });
+                        self.accept(stack, now, on_event);
+                    }
+                    Err(error) => self.listen_failed(error, now, on_event),
+                }
+                true
+            }
+            Listener::Listening(socket) => {
+                self.listener = Listener::Listening(socket);
+                self.accept(stack, now, on_event)
+            }
+        };
+        if self.listener.name() != was {
+            debug!("listener: {} => {}", was, self.listener.name());
+        }
+        progress
+    }
+
+    fn listen(&mut self, stack: &mut S) -> Result<S::TcpSocket, Error<S::Error>> {
         let port = self.config.port;
         let mut socket = stack.socket().map_err(Error::Socket)?;
         let listening = match stack.bind(&mut socket, port) {
@@ -251,11 +299,7 @@ where
                 .map_err(|error| Error::Listen { port, error }),
         };
         match listening {
-            Ok(()) => {
-                info!("listening on port {}", u32::from(port));
-                self.state = State::Listening(socket);
-                Ok(())
-            }
+            Ok(()) => Ok(socket),
             Err(error) => {
                 // The error to report is the bind/listen one, not a failure to clean up.
                 let _ = stack.close(socket);
@@ -264,117 +308,261 @@ where
         }
     }
 
-    fn accept<F>(
-        &mut self,
-        stack: &mut S,
-        now: Instant,
-        on_event: &mut F,
-    ) -> Result<bool, Error<S::Error>>
+    /// Accepts while a slot is free; on a failure of the listening socket, closes it and
+    /// backs off.
+    fn accept<F>(&mut self, stack: &mut S, now: Instant, on_event: &mut F) -> bool
     where
         F: FnMut(Event<'_, S::Error>),
     {
-        let State::Listening(listener) = &mut self.state else {
-            return Ok(false);
-        };
         let mut progress = false;
-        while let Some(slot) = self.slots.iter_mut().find(|slot| slot.conn.is_none()) {
+        while let Some(index) = self.slots.iter().position(|slot| slot.conn.is_none()) {
+            let Listener::Listening(listener) = &mut self.listener else {
+                break;
+            };
             match stack.accept(listener) {
                 Ok((socket, peer)) => {
-                    let id = ConnId(self.next_id);
+                    let conn = ConnId(self.next_id);
                     self.next_id = self.next_id.wrapping_add(1);
                     self.stats.connections += 1;
-                    info!("{} accepted from {}", id.0, Address(peer));
-                    slot.conn = Some(Served {
-                        id,
+                    self.failures = 0;
+                    info!("{} accepted from {}", conn.0, Address(peer));
+                    self.slots[index].conn = Some(Served {
+                        id: conn,
                         peer,
                         link: Link::new(socket, now),
                     });
-                    on_event(Event::Accepted { conn: id, peer });
+                    let open = self.open();
+                    on_event(Event::Opened { conn, peer, open });
                     progress = true;
                 }
                 Err(nb::Error::WouldBlock) => break,
                 Err(nb::Error::Other(error)) => {
-                    warn!("accept failed; listening again on the next poll");
-                    if let State::Listening(listener) =
-                        core::mem::replace(&mut self.state, State::Closed)
+                    if let Listener::Listening(listener) =
+                        core::mem::replace(&mut self.listener, Listener::Closed)
                     {
                         let _ = stack.close(listener);
                     }
-                    return Err(Error::Accept(error));
+                    self.listen_failed(Error::Accept(error), now, on_event);
+                    return true;
                 }
             }
         }
-        Ok(progress)
+        progress
+    }
+
+    fn listen_failed<F>(&mut self, error: Error<S::Error>, now: Instant, on_event: &mut F)
+    where
+        F: FnMut(Event<'_, S::Error>),
+    {
+        self.failures = self.failures.saturating_add(1);
+        let retry_in = self.config.relisten.delay(self.failures);
+        warn!(
+            "listening on port {} failed; again in {} ms",
+            u32::from(self.config.port),
+            millis(retry_in)
+        );
+        self.listener = Listener::Backoff {
+            until: now + retry_in,
+        };
+        on_event(Event::ListenFailed {
+            error: &error,
+            retry_in,
+        });
+    }
+
+    /// Closes the connection in slot `index` and reports it.
+    fn close<F>(
+        &mut self,
+        stack: &mut S,
+        index: usize,
+        reason: CloseReason<S::Error>,
+        on_event: &mut F,
+    ) where
+        F: FnMut(Event<'_, S::Error>),
+    {
+        let Some(served) = self.slots[index].conn.take() else {
+            return;
+        };
+        debug!(
+            "{} from {} closed: {} ({} bytes unsent)",
+            served.id.0,
+            Address(served.peer),
+            reason.as_str(),
+            served.link.unsent()
+        );
+        if stack.close(served.link.socket).is_err() {
+            warn!("closing connection {} failed", served.id.0);
+        }
+        let open = self.open();
+        on_event(Event::Closed {
+            conn: served.id,
+            reason,
+            open,
+        });
+    }
+
+    /// Closes every connection and the listening socket, leaving the listener `next`.
+    fn close_all<F>(&mut self, stack: &mut S, next: Listener<S::TcpSocket>, on_event: &mut F)
+    where
+        F: FnMut(Event<'_, S::Error>),
+    {
+        for index in 0..self.slots.len() {
+            self.close(stack, index, CloseReason::Shutdown, on_event);
+        }
+        if let Listener::Listening(socket) = core::mem::replace(&mut self.listener, next) {
+            if stack.close(socket).is_err() {
+                warn!("closing the listening socket failed");
+            }
+        }
+        self.failures = 0;
     }
 }
 
-fn close_served<S, F>(
-    stack: &mut S,
-    served: Served<S::TcpSocket>,
-    reason: CloseReason<S::Error>,
-    on_event: &mut F,
-) where
-    S: TcpFullStack,
-    F: FnMut(Event<'_, S::Error>),
+impl<S> Role<S> for EchoServer<'_, S>
+where
+    S: TcpFullStack + LocalAddress,
 {
-    debug!(
-        "{} from {} closed: {} ({} bytes unsent)",
-        served.id.0,
-        Address(served.peer),
-        reason.as_str(),
-        served.link.unsent()
-    );
-    if stack.close(served.link.socket).is_err() {
-        warn!("closing connection {} failed", served.id.0);
+    /// In order: serves every open connection (echo, EOF, errors, idle timeout), listens if
+    /// not listening (and the backoff after a failure has passed), then accepts while a slot is
+    /// free. Never returns `Err`.
+    fn poll<F>(
+        &mut self,
+        stack: &mut S,
+        now: Instant,
+        mut on_event: F,
+    ) -> Result<bool, Error<S::Error>>
+    where
+        F: FnMut(Event<'_, S::Error>),
+    {
+        let served = self.serve(stack, now, &mut on_event);
+        let listened = self.poll_listener(stack, now, &mut on_event);
+        Ok(served | listened)
     }
-    on_event(Event::Closed {
-        conn: served.id,
-        reason,
-    });
+
+    fn restart<F>(&mut self, stack: &mut S, mut on_event: F)
+    where
+        F: FnMut(Event<'_, S::Error>),
+    {
+        info!("restarting");
+        self.close_all(stack, Listener::Closed, &mut on_event);
+    }
+
+    fn shutdown<F>(&mut self, stack: &mut S, mut on_event: F)
+    where
+        F: FnMut(Event<'_, S::Error>),
+    {
+        self.close_all(stack, Listener::Finished, &mut on_event);
+    }
+
+    /// The earliest idle timeout of the open connections, or the end of a backoff.
+    fn next_deadline(&self) -> Option<Instant> {
+        let backoff = match self.listener {
+            Listener::Backoff { until } => Some(until),
+            _ => None,
+        };
+        self.slots
+            .iter()
+            .filter_map(|slot| slot.conn.as_ref())
+            .filter_map(|served| served.link.idle_deadline(self.config.idle_timeout))
+            .chain(backoff)
+            .min()
+    }
+
+    fn stats(&self) -> Stats {
+        Stats {
+            open: self.open(),
+            ..self.stats
+        }
+    }
+
+    fn is_finished(&self) -> bool {
+        matches!(self.listener, Listener::Finished)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     extern crate std;
     use super::*;
-    use crate::testing::{End, MockError, MockStack, Peer};
+    use crate::testing::{End, MockError, MockStack, Peer, CHOSEN_PORT, LOCAL_IP};
     use proptest::prelude::*;
     use std::vec;
     use std::vec::Vec;
 
-    type Seen = Vec<Event<'static, MockError>>;
+    /// An event as the tests keep it: `Received` without its bytes (the stack records what
+    /// was echoed), failures with their error.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Seen {
+        Listening(SocketAddr),
+        ListenFailed(Error<MockError>, Duration),
+        Opened(ConnId, SocketAddr, usize),
+        Received(ConnId, usize),
+        Closed(ConnId, CloseReason<MockError>, usize),
+    }
 
-    /// Events with `Received` bytes dropped (they borrow the server's buffer).
-    fn record(seen: &mut Seen) -> impl FnMut(Event<'_, MockError>) + '_ {
+    fn record(seen: &mut Vec<Seen>) -> impl FnMut(Event<'_, MockError>) + '_ {
         |event| {
             seen.push(match event {
-                Event::Received { conn, .. } => Event::Received { conn, bytes: &[] },
-                Event::Listening { port } => Event::Listening { port },
-                Event::Accepted { conn, peer } => Event::Accepted { conn, peer },
-                Event::Closed { conn, reason } => Event::Closed { conn, reason },
-                other => panic!("server reported a client event: {other:?}"),
+                Event::Listening { local } => Seen::Listening(local),
+                Event::ListenFailed { error, retry_in } => {
+                    Seen::ListenFailed(error.clone(), retry_in)
+                }
+                Event::Opened { conn, peer, open } => Seen::Opened(conn, peer, open),
+                Event::Received { conn, bytes } => Seen::Received(conn, bytes.len()),
+                Event::Closed { conn, reason, open } => Seen::Closed(conn, reason, open),
+                other => panic!("the server reported a client event: {other:?}"),
             })
         }
+    }
+
+    fn poll(
+        server: &mut EchoServer<'_, MockStack>,
+        stack: &mut MockStack,
+        now: Instant,
+        seen: &mut Vec<Seen>,
+    ) -> bool {
+        server
+            .poll(stack, now, record(seen))
+            .expect("the server's poll never fails")
     }
 
     fn polls(
         server: &mut EchoServer<'_, MockStack>,
         stack: &mut MockStack,
         times: usize,
-        seen: &mut Seen,
+        seen: &mut Vec<Seen>,
     ) {
         for _ in 0..times {
-            server.poll(stack, Instant::ZERO, record(seen)).unwrap();
+            poll(server, stack, Instant::ZERO, seen);
         }
     }
 
-    fn closed(seen: &Seen) -> Vec<(ConnId, CloseReason<MockError>)> {
+    fn closed(seen: &[Seen]) -> Vec<(ConnId, CloseReason<MockError>)> {
         seen.iter()
             .filter_map(|event| match event {
-                Event::Closed { conn, reason } => Some((*conn, reason.clone())),
+                Seen::Closed(conn, reason, _) => Some((*conn, reason.clone())),
                 _ => None,
             })
             .collect()
+    }
+
+    fn listen_failures(seen: &[Seen]) -> Vec<(Error<MockError>, Duration)> {
+        seen.iter()
+            .filter_map(|event| match event {
+                Seen::ListenFailed(error, retry_in) => Some((error.clone(), *retry_in)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn listenings(seen: &[Seen]) -> usize {
+        seen.iter()
+            .filter(|event| matches!(event, Seen::Listening(_)))
+            .count()
+    }
+
+    fn peer(port: u16) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, 2], port))
     }
 
     #[test]
@@ -385,23 +573,89 @@ mod tests {
             .push_back(Ok(Peer::new(40000, b"hello board")));
         let mut slots = [const { Slot::new() }; DEFAULT_MAX_CLIENTS];
         let mut buffer = [0u8; 3 * 4];
-        let mut server = EchoServer::new(ServerConfig::default(), &mut slots, &mut buffer);
-        let mut seen = Seen::new();
+        let mut server = EchoServer::new(ServerConfig::new(), &mut slots, &mut buffer);
+        let mut seen = Vec::new();
         polls(&mut server, &mut stack, 10, &mut seen);
 
         assert_eq!(stack.bound_ports, [5001]);
         assert_eq!(stack.conn(0).received_by_peer, b"hello board");
         assert!(stack.conn(0).closed);
-        assert_eq!(seen[0], Event::Listening { port: 5001 });
         assert_eq!(
-            seen[1],
-            Event::Accepted {
-                conn: ConnId(0),
-                peer: "10.0.0.2:40000".parse().unwrap()
-            }
+            seen[..2],
+            [
+                Seen::Listening(SocketAddr::from((LOCAL_IP, 5001))),
+                Seen::Opened(ConnId(0), peer(40000), 1),
+            ]
         );
-        assert_eq!(closed(&seen), [(ConnId(0), CloseReason::Eof)]);
+        assert_eq!(
+            seen.last(),
+            Some(&Seen::Closed(ConnId(0), CloseReason::Eof, 0))
+        );
+        let received: usize = seen
+            .iter()
+            .map(|event| match event {
+                Seen::Received(ConnId(0), n) => *n,
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(received, 11);
         assert_eq!(server.stats().bytes_sent, 11);
+        assert_eq!(server.stats().connections, 1);
+    }
+
+    #[test]
+    fn reports_the_port_the_stack_chose_and_its_address() {
+        let mut stack = MockStack::default();
+        let mut slots = [const { Slot::new() }; 1];
+        let mut buffer = [0u8; 4];
+        let mut server = EchoServer::new(ServerConfig::new().with_port(0), &mut slots, &mut buffer);
+        let mut seen = Vec::new();
+        poll(&mut server, &mut stack, Instant::ZERO, &mut seen);
+        assert_eq!(
+            seen,
+            [Seen::Listening(SocketAddr::from((LOCAL_IP, CHOSEN_PORT)))]
+        );
+    }
+
+    #[test]
+    fn reports_the_unspecified_address_when_the_stack_does_not_know() {
+        let mut stack = MockStack::default();
+        stack.address_unknown = true;
+        let mut slots = [const { Slot::new() }; 1];
+        let mut buffer = [0u8; 4];
+        let mut server = EchoServer::new(ServerConfig::new(), &mut slots, &mut buffer);
+        let mut seen = Vec::new();
+        poll(&mut server, &mut stack, Instant::ZERO, &mut seen);
+        assert_eq!(seen, [Seen::Listening("0.0.0.0:5001".parse().unwrap())]);
+    }
+
+    #[test]
+    fn counts_open_connections_in_its_events_and_stats() {
+        let mut stack = MockStack::default();
+        stack
+            .incoming
+            .push_back(Ok(Peer::new(40000, b"").end(End::Open)));
+        stack.incoming.push_back(Ok(Peer::new(40001, b"bye")));
+        let mut slots = [const { Slot::new() }; 3];
+        let mut buffer = [0u8; 3 * 4];
+        let mut server = EchoServer::new(ServerConfig::new(), &mut slots, &mut buffer);
+        let mut seen = Vec::new();
+        polls(&mut server, &mut stack, 5, &mut seen);
+        let opened_and_closed: Vec<_> = seen
+            .iter()
+            .filter(|event| matches!(event, Seen::Opened(..) | Seen::Closed(..)))
+            .cloned()
+            .collect();
+        assert_eq!(
+            opened_and_closed,
+            [
+                Seen::Opened(ConnId(0), peer(40000), 1),
+                Seen::Opened(ConnId(1), peer(40001), 2),
+                Seen::Closed(ConnId(1), CloseReason::Eof, 1),
+            ]
+        );
+        let stats = server.stats();
+        assert_eq!((stats.open, stats.capacity, stats.connections), (1, 3, 2));
     }
 
     #[test]
@@ -413,8 +667,8 @@ mod tests {
         stack.incoming.push_back(Ok(peer));
         let mut slots = [const { Slot::new() }; 1];
         let mut buffer = [0u8; 8];
-        let mut server = EchoServer::new(ServerConfig::default(), &mut slots, &mut buffer);
-        polls(&mut server, &mut stack, 200, &mut Seen::new());
+        let mut server = EchoServer::new(ServerConfig::new(), &mut slots, &mut buffer);
+        polls(&mut server, &mut stack, 200, &mut Vec::new());
         assert_eq!(stack.conn(0).received_by_peer, b"0123456789abcdefghij");
     }
 
@@ -426,14 +680,13 @@ mod tests {
         stack.incoming.push_back(Ok(peer));
         let mut slots = [const { Slot::new() }; 1];
         let mut buffer = [0u8; 16];
-        let mut server = EchoServer::new(ServerConfig::default(), &mut slots, &mut buffer);
-        polls(&mut server, &mut stack, 50, &mut Seen::new());
-        assert_eq!(stack.conn(0).received_by_peer.len(), 0);
-        assert!(!stack.conn(0).all_read());
-        assert!(
-            !stack.conn(0).closed,
-            "a peer that does not read is not an error"
-        );
+        let mut server = EchoServer::new(ServerConfig::new(), &mut slots, &mut buffer);
+        polls(&mut server, &mut stack, 50, &mut Vec::new());
+        let conn = stack.conn(0);
+        assert_eq!(conn.received_by_peer.len(), 0);
+        assert_eq!(conn.read(), 16, "one buffer's worth read, then no more");
+        assert_eq!(conn.recv_calls(), 1, "not even asked for more");
+        assert!(!conn.closed, "a peer that does not read is not an error");
     }
 
     #[test]
@@ -445,12 +698,9 @@ mod tests {
         stack.incoming.push_back(Ok(peer));
         let mut slots = [const { Slot::new() }; 1];
         let mut buffer = [0u8; 4];
-        let config = ServerConfig {
-            zero_read: ZeroRead::NoData,
-            ..ServerConfig::default()
-        };
+        let config = ServerConfig::new().with_zero_read(ZeroRead::NoData);
         let mut server = EchoServer::new(config, &mut slots, &mut buffer);
-        let mut seen = Seen::new();
+        let mut seen = Vec::new();
         polls(&mut server, &mut stack, 40, &mut seen);
         assert_eq!(stack.conn(0).received_by_peer, b"smoltcp-nal");
         assert_eq!(closed(&seen), [(ConnId(0), CloseReason::Eof)]);
@@ -464,15 +714,12 @@ mod tests {
         stack.incoming.push_back(Ok(peer));
         let mut slots = [const { Slot::new() }; 1];
         let mut buffer = [0u8; 4];
-        let config = ServerConfig {
-            zero_read: ZeroRead::NoData,
-            ..ServerConfig::default()
-        };
+        let config = ServerConfig::new().with_zero_read(ZeroRead::NoData);
         let mut server = EchoServer::new(config, &mut slots, &mut buffer);
-        let mut seen = Seen::new();
+        let mut seen = Vec::new();
         polls(&mut server, &mut stack, 10, &mut seen);
         assert!(closed(&seen).is_empty());
-        assert_eq!(server.active(), 1);
+        assert_eq!(server.stats().open, 1);
     }
 
     #[test]
@@ -490,10 +737,10 @@ mod tests {
             .push_back(Ok(Peer::new(40002, b"").end(End::Open)));
         let mut slots = [const { Slot::new() }; 2];
         let mut buffer = [0u8; 8];
-        let mut server = EchoServer::new(ServerConfig::default(), &mut slots, &mut buffer);
-        let mut seen = Seen::new();
+        let mut server = EchoServer::new(ServerConfig::new(), &mut slots, &mut buffer);
+        let mut seen = Vec::new();
         polls(&mut server, &mut stack, 3, &mut seen);
-        assert_eq!(server.active(), 2);
+        assert_eq!(server.stats().open, 2);
         assert_eq!(
             stack.incoming.len(),
             1,
@@ -501,34 +748,20 @@ mod tests {
         );
 
         polls(&mut server, &mut stack, 3, &mut seen);
-        assert_eq!(server.active(), 2);
+        assert_eq!(server.stats().open, 2);
         assert!(stack.incoming.is_empty());
         let order: Vec<_> = seen
             .iter()
-            .filter(|e| {
-                matches!(
-                    e,
-                    Event::Closed { .. }
-                        | Event::Accepted {
-                            conn: ConnId(2),
-                            ..
-                        }
-                )
-            })
+            .filter(|event| matches!(event, Seen::Closed(..) | Seen::Opened(ConnId(2), ..)))
+            .cloned()
             .collect();
-        assert!(matches!(
-            order[..],
+        assert_eq!(
+            order,
             [
-                Event::Closed {
-                    conn: ConnId(0),
-                    ..
-                },
-                Event::Accepted {
-                    conn: ConnId(2),
-                    ..
-                }
+                Seen::Closed(ConnId(0), CloseReason::Eof, 1),
+                Seen::Opened(ConnId(2), peer(40002), 2),
             ]
-        ));
+        );
     }
 
     #[test]
@@ -539,38 +772,42 @@ mod tests {
             .push_back(Ok(Peer::new(40000, b"").end(End::Open)));
         let mut slots = [const { Slot::new() }; 2];
         let mut buffer = [0u8; 8];
-        let config = ServerConfig {
-            idle_timeout: Some(Duration::from_secs(10)),
-            ..ServerConfig::default()
-        };
+        let config = ServerConfig::new().with_idle_timeout(Some(Duration::from_secs(10)));
         let mut server = EchoServer::new(config, &mut slots, &mut buffer);
-        let mut seen = Seen::new();
+        let mut seen = Vec::new();
         assert_eq!(
             server.next_deadline(),
             None,
             "no connection, nothing to time out"
         );
-        server
-            .poll(&mut stack, Instant::from_millis(0), record(&mut seen))
-            .unwrap();
+        poll(&mut server, &mut stack, Instant::from_millis(0), &mut seen);
         stack
             .incoming
             .push_back(Ok(Peer::new(40001, b"").end(End::Open)));
-        server
-            .poll(&mut stack, Instant::from_millis(5_000), record(&mut seen))
-            .unwrap();
+        poll(
+            &mut server,
+            &mut stack,
+            Instant::from_millis(5_000),
+            &mut seen,
+        );
         assert_eq!(server.next_deadline(), Some(Instant::from_millis(10_000)));
-        server
-            .poll(&mut stack, Instant::from_millis(9_999), record(&mut seen))
-            .unwrap();
+        poll(
+            &mut server,
+            &mut stack,
+            Instant::from_millis(9_999),
+            &mut seen,
+        );
         assert!(closed(&seen).is_empty());
-        server
-            .poll(&mut stack, Instant::from_millis(10_000), record(&mut seen))
-            .unwrap();
+        poll(
+            &mut server,
+            &mut stack,
+            Instant::from_millis(10_000),
+            &mut seen,
+        );
         assert_eq!(closed(&seen), [(ConnId(0), CloseReason::IdleTimeout)]);
         assert!(stack.conn(0).closed);
         assert!(!stack.conn(1).closed);
-        assert_eq!(server.active(), 1);
+        assert_eq!(server.stats().open, 1);
     }
 
     #[test]
@@ -585,8 +822,8 @@ mod tests {
         stack.incoming.push_back(Ok(Peer::new(40002, b"fine")));
         let mut slots = [const { Slot::new() }; 3];
         let mut buffer = [0u8; 3 * 16];
-        let mut server = EchoServer::new(ServerConfig::default(), &mut slots, &mut buffer);
-        let mut seen = Seen::new();
+        let mut server = EchoServer::new(ServerConfig::new(), &mut slots, &mut buffer);
+        let mut seen = Vec::new();
         polls(&mut server, &mut stack, 10, &mut seen);
         let mut reasons = closed(&seen);
         reasons.sort_by_key(|(conn, _)| *conn);
@@ -613,74 +850,162 @@ mod tests {
         stack.incoming.push_back(Ok(gone));
         let mut slots = [const { Slot::new() }; 1];
         let mut buffer = [0u8; 8];
-        let mut server = EchoServer::new(ServerConfig::default(), &mut slots, &mut buffer);
-        let mut seen = Seen::new();
+        let mut server = EchoServer::new(ServerConfig::new(), &mut slots, &mut buffer);
+        let mut seen = Vec::new();
         polls(&mut server, &mut stack, 3, &mut seen);
         assert_eq!(closed(&seen), [(ConnId(0), CloseReason::PipeClosed)]);
     }
 
     #[test]
-    fn a_listener_failure_is_returned_and_the_server_listens_again() {
+    fn an_accept_failure_is_an_event_and_the_server_listens_again_after_a_backoff() {
         let mut stack = MockStack::default();
         stack
             .incoming
             .push_back(Ok(Peer::new(40000, b"").end(End::Open)));
         let mut slots = [const { Slot::new() }; 2];
         let mut buffer = [0u8; 8];
-        let mut server = EchoServer::new(ServerConfig::default(), &mut slots, &mut buffer);
-        let mut seen = Seen::new();
-        server
-            .poll(&mut stack, Instant::ZERO, record(&mut seen))
-            .unwrap();
+        let mut server = EchoServer::new(ServerConfig::new(), &mut slots, &mut buffer);
+        let mut seen = Vec::new();
+        poll(&mut server, &mut stack, Instant::ZERO, &mut seen);
         stack
             .incoming
             .push_back(Err(MockError::other("listener broke")));
-        let error = server
-            .poll(&mut stack, Instant::ZERO, record(&mut seen))
-            .unwrap_err();
-        assert_eq!(error, Error::Accept(MockError::other("listener broke")));
-        assert_eq!(stack.open_listeners(), 0);
-        assert!(server.listener().is_none());
-        assert_eq!(server.active(), 1, "the served connection is not touched");
-
-        server
-            .poll(&mut stack, Instant::ZERO, record(&mut seen))
-            .unwrap();
-        assert_eq!(stack.open_listeners(), 1);
+        assert!(poll(&mut server, &mut stack, Instant::ZERO, &mut seen));
         assert_eq!(
-            seen.iter()
-                .filter(|e| matches!(e, Event::Listening { .. }))
-                .count(),
-            2
+            listen_failures(&seen),
+            [(
+                Error::Accept(MockError::other("listener broke")),
+                Duration::from_millis(500)
+            )]
         );
+        assert_eq!(stack.open_listeners(), 0, "the broken listener is closed");
+        assert!(server.listener().is_none());
+        assert_eq!(
+            server.stats().open,
+            1,
+            "the served connection is not touched"
+        );
+        assert!(!stack.conn(0).closed);
+        assert_eq!(server.next_deadline(), Some(Instant::from_millis(500)));
+
+        poll(
+            &mut server,
+            &mut stack,
+            Instant::from_millis(499),
+            &mut seen,
+        );
+        assert_eq!(listenings(&seen), 1, "not before the backoff");
+        poll(
+            &mut server,
+            &mut stack,
+            Instant::from_millis(500),
+            &mut seen,
+        );
+        assert_eq!(listenings(&seen), 2);
+        assert_eq!(stack.open_listeners(), 1);
+        assert!(!server.is_finished());
     }
 
     #[test]
-    fn a_bind_failure_names_the_port_and_is_retried() {
+    fn a_bind_failure_is_retried_with_a_growing_backoff_until_it_works() {
         let mut stack = MockStack::default();
         stack.fail_bind = Some(MockError::other("address in use"));
         let mut slots = [const { Slot::new() }; 1];
         let mut buffer = [0u8; 8];
-        let config = ServerConfig {
-            port: 7,
-            ..ServerConfig::default()
-        };
+        let config = ServerConfig::new()
+            .with_port(7)
+            .with_relisten(Backoff::new(Duration::from_secs(1), Duration::from_secs(3)));
         let mut server = EchoServer::new(config, &mut slots, &mut buffer);
-        let error = server.poll(&mut stack, Instant::ZERO, |_| {}).unwrap_err();
-        assert_eq!(
-            error,
-            Error::Bind {
-                port: 7,
-                error: MockError::other("address in use")
-            }
-        );
+        let mut seen = Vec::new();
+        let mut now = Instant::ZERO;
+        for _ in 0..4 {
+            assert!(poll(&mut server, &mut stack, now, &mut seen));
+            now = server.next_deadline().expect("a backoff is due");
+        }
+        let waits: Vec<u64> = listen_failures(&seen)
+            .iter()
+            .map(|(error, wait)| {
+                assert_eq!(
+                    *error,
+                    Error::Bind {
+                        port: 7,
+                        error: MockError::other("address in use")
+                    }
+                );
+                wait.as_secs()
+            })
+            .collect();
+        assert_eq!(waits, [1, 2, 3, 3]);
+        assert_eq!(stack.open_listeners(), 0);
+
         stack.fail_bind = None;
-        assert!(server.poll(&mut stack, Instant::ZERO, |_| {}).unwrap());
+        assert!(poll(&mut server, &mut stack, now, &mut seen));
         assert_eq!(stack.bound_ports, [7]);
+        assert_eq!(listenings(&seen), 1);
     }
 
     #[test]
-    fn shutdown_closes_every_connection_and_the_listener() {
+    fn a_socket_or_listen_failure_is_an_event_too() {
+        let mut stack = MockStack::default();
+        stack.fail_socket = Some(MockError::other("no free socket"));
+        let mut slots = [const { Slot::new() }; 1];
+        let mut buffer = [0u8; 8];
+        let mut server = EchoServer::new(ServerConfig::new(), &mut slots, &mut buffer);
+        let mut seen = Vec::new();
+        poll(&mut server, &mut stack, Instant::ZERO, &mut seen);
+        stack.fail_socket = None;
+        stack.fail_listen = Some(MockError::other("listen refused"));
+        let due = server.next_deadline().unwrap();
+        poll(&mut server, &mut stack, due, &mut seen);
+        assert_eq!(
+            listen_failures(&seen),
+            [
+                (
+                    Error::Socket(MockError::other("no free socket")),
+                    Duration::from_millis(500)
+                ),
+                (
+                    Error::Listen {
+                        port: 5001,
+                        error: MockError::other("listen refused")
+                    },
+                    Duration::from_millis(1000)
+                ),
+            ]
+        );
+        assert_eq!(
+            stack.open_sockets(),
+            0,
+            "the socket that failed to listen is closed"
+        );
+    }
+
+    #[test]
+    fn an_accepted_connection_resets_the_backoff() {
+        let mut stack = MockStack::default();
+        let mut slots = [const { Slot::new() }; 2];
+        let mut buffer = [0u8; 8];
+        let mut server = EchoServer::new(ServerConfig::new(), &mut slots, &mut buffer);
+        let mut seen = Vec::new();
+        poll(&mut server, &mut stack, Instant::ZERO, &mut seen);
+        stack.incoming.push_back(Err(MockError::other("first")));
+        poll(&mut server, &mut stack, Instant::ZERO, &mut seen);
+        stack
+            .incoming
+            .push_back(Ok(Peer::new(40000, b"").end(End::Open)));
+        stack.incoming.push_back(Err(MockError::other("second")));
+        let due = server.next_deadline().unwrap();
+        poll(&mut server, &mut stack, due, &mut seen);
+        let waits: Vec<Duration> = listen_failures(&seen).into_iter().map(|(_, w)| w).collect();
+        assert_eq!(
+            waits,
+            [Duration::from_millis(500), Duration::from_millis(500)],
+            "an accepted connection shows the listener worked"
+        );
+    }
+
+    #[test]
+    fn shutdown_closes_every_connection_and_the_listener_and_finishes() {
         let mut stack = MockStack::default();
         stack
             .incoming
@@ -690,19 +1015,49 @@ mod tests {
             .push_back(Ok(Peer::new(40001, b"").end(End::Open)));
         let mut slots = [const { Slot::new() }; 2];
         let mut buffer = [0u8; 8];
-        let mut server = EchoServer::new(ServerConfig::default(), &mut slots, &mut buffer);
-        let mut seen = Seen::new();
+        let mut server = EchoServer::new(ServerConfig::new(), &mut slots, &mut buffer);
+        let mut seen = Vec::new();
         polls(&mut server, &mut stack, 2, &mut seen);
         server.shutdown(&mut stack, record(&mut seen));
         assert_eq!(
-            closed(&seen),
+            seen[seen.len() - 2..],
             [
-                (ConnId(0), CloseReason::Shutdown),
-                (ConnId(1), CloseReason::Shutdown)
+                Seen::Closed(ConnId(0), CloseReason::Shutdown, 1),
+                Seen::Closed(ConnId(1), CloseReason::Shutdown, 0),
             ]
         );
         assert!(stack.conn(0).closed && stack.conn(1).closed);
         assert_eq!(stack.open_listeners(), 0);
+        assert!(server.is_finished());
+        assert!(!poll(&mut server, &mut stack, Instant::ZERO, &mut seen));
+        assert_eq!(
+            stack.open_listeners(),
+            0,
+            "a finished server does not listen"
+        );
+    }
+
+    #[test]
+    fn restart_closes_every_connection_and_listens_again() {
+        let mut stack = MockStack::default();
+        stack
+            .incoming
+            .push_back(Ok(Peer::new(40000, b"").end(End::Open)));
+        let mut slots = [const { Slot::new() }; 2];
+        let mut buffer = [0u8; 8];
+        let mut server = EchoServer::new(ServerConfig::new(), &mut slots, &mut buffer);
+        let mut seen = Vec::new();
+        polls(&mut server, &mut stack, 2, &mut seen);
+        server.restart(&mut stack, record(&mut seen));
+        assert_eq!(
+            seen.last(),
+            Some(&Seen::Closed(ConnId(0), CloseReason::Shutdown, 0))
+        );
+        assert_eq!(stack.open_listeners(), 0);
+        assert!(!server.is_finished());
+        poll(&mut server, &mut stack, Instant::ZERO, &mut seen);
+        assert_eq!(stack.open_listeners(), 1);
+        assert_eq!(listenings(&seen), 2);
     }
 
     /// One connection's script in the property test.
@@ -751,14 +1106,12 @@ mod tests {
             }
             let mut slots: Vec<Slot<usize>> = (0..max_clients).map(|_| Slot::new()).collect();
             let mut buffer = vec![0u8; max_clients * share];
-            let config = ServerConfig {
-                zero_read: if smoltcp_nal_style { ZeroRead::NoData } else { ZeroRead::Eof },
-                ..ServerConfig::default()
-            };
+            let zero_read = if smoltcp_nal_style { ZeroRead::NoData } else { ZeroRead::Eof };
+            let config = ServerConfig::new().with_zero_read(zero_read);
             let mut server = EchoServer::new(config, &mut slots, &mut buffer);
-            let mut seen = Seen::new();
+            let mut seen = Vec::new();
             for _ in 0..20_000 {
-                server.poll(&mut stack, Instant::ZERO, record(&mut seen)).unwrap();
+                poll(&mut server, &mut stack, Instant::ZERO, &mut seen);
                 if closed(&seen).len() == peers.len() {
                     break;
                 }

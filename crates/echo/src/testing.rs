@@ -3,12 +3,19 @@
 
 extern crate std;
 
-use core::net::SocketAddr;
+use core::net::{Ipv4Addr, SocketAddr};
 use std::collections::VecDeque;
 use std::vec;
 use std::vec::Vec;
 
 use embedded_nal::{TcpClientStack, TcpError, TcpErrorKind, TcpFullStack};
+
+use crate::stack::LocalAddress;
+
+/// The mock's own address, which `local_address` reports.
+pub(crate) const LOCAL_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+/// The port the mock chooses for a socket bound to port 0.
+pub(crate) const CHOSEN_PORT: u16 = 40404;
 
 /// An error of the mock stack.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -114,16 +121,22 @@ impl Conn {
         }
     }
 
-    /// Whether the peer's whole stream was read.
-    pub(crate) fn all_read(&self) -> bool {
-        self.read == self.peer.sends.len()
+    /// How many of the peer's bytes were read.
+    pub(crate) fn read(&self) -> usize {
+        self.read
+    }
+
+    /// How many times `receive` was called.
+    pub(crate) fn recv_calls(&self) -> usize {
+        self.recv_calls
     }
 }
 
 #[derive(Debug)]
 enum Socket {
     New,
-    Listener,
+    Bound(u16),
+    Listener(u16),
     Connecting {
         would_block: usize,
         outcome: Result<Peer, MockError>,
@@ -148,6 +161,9 @@ pub(crate) struct MockStack {
     pub outgoing: VecDeque<Outgoing>,
     pub fail_bind: Option<MockError>,
     pub fail_socket: Option<MockError>,
+    pub fail_listen: Option<MockError>,
+    /// `local_address` answers `None`, as a stack without an address yet.
+    pub address_unknown: bool,
     pub bound_ports: Vec<u16>,
     /// Connections in the order they were accepted or connected.
     pub conns: Vec<usize>,
@@ -164,7 +180,15 @@ impl MockStack {
     pub(crate) fn open_listeners(&self) -> usize {
         self.sockets
             .iter()
-            .filter(|s| matches!(s, Socket::Listener))
+            .filter(|s| matches!(s, Socket::Listener(_)))
+            .count()
+    }
+
+    /// Sockets neither closed nor connections: new, bound or listening.
+    pub(crate) fn open_sockets(&self) -> usize {
+        self.sockets
+            .iter()
+            .filter(|s| matches!(s, Socket::New | Socket::Bound(_) | Socket::Listener(_)))
             .count()
     }
 
@@ -298,22 +322,29 @@ impl TcpClientStack for MockStack {
 }
 
 impl TcpFullStack for MockStack {
-    fn bind(&mut self, _socket: &mut usize, port: u16) -> Result<(), MockError> {
+    fn bind(&mut self, socket: &mut usize, port: u16) -> Result<(), MockError> {
         if let Some(error) = self.fail_bind {
             return Err(error);
         }
         self.bound_ports.push(port);
+        self.sockets[*socket] = Socket::Bound(port);
         Ok(())
     }
 
     fn listen(&mut self, socket: &mut usize) -> Result<(), MockError> {
-        self.sockets[*socket] = Socket::Listener;
+        if let Some(error) = self.fail_listen {
+            return Err(error);
+        }
+        let Socket::Bound(port) = self.sockets[*socket] else {
+            panic!("listen on a socket that is not bound");
+        };
+        self.sockets[*socket] = Socket::Listener(port);
         Ok(())
     }
 
     fn accept(&mut self, socket: &mut usize) -> nb::Result<(usize, SocketAddr), MockError> {
         assert!(
-            matches!(self.sockets[*socket], Socket::Listener),
+            matches!(self.sockets[*socket], Socket::Listener(_)),
             "accept on a socket that is not listening"
         );
         match self.incoming.pop_front() {
@@ -324,5 +355,15 @@ impl TcpFullStack for MockStack {
                 Ok((self.connect_peer(peer), addr))
             }
         }
+    }
+}
+
+impl LocalAddress for MockStack {
+    fn local_address(&self, socket: &usize) -> Option<SocketAddr> {
+        let Socket::Listener(port) = self.sockets[*socket] else {
+            return None;
+        };
+        let port = if port == 0 { CHOSEN_PORT } else { port };
+        (!self.address_unknown).then_some(SocketAddr::from((LOCAL_IP, port)))
     }
 }

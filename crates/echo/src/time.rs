@@ -57,8 +57,9 @@ impl Add<Duration> for Instant {
     }
 }
 
-/// Whole milliseconds in `duration` for messages, at most `u32::MAX` (49 days); a `u32`
-/// rather than `as_millis`' `u128` (see `fmt.rs`).
+/// Whole milliseconds in `duration` for messages, at most `u32::MAX` (49 days). Numbers go to
+/// messages as `u32`, which a 32-bit board formats anyway: each other integer type would bring
+/// its own formatting code (`u128` the most).
 pub(crate) fn millis(duration: Duration) -> u32 {
     u32::try_from(duration.as_millis()).unwrap_or(u32::MAX)
 }

@@ -34,8 +34,8 @@ impl Utf8Decoder {
     /// Decodes `bytes`, calling `emit` for every complete or replacement character.
     ///
     /// A byte at a time, as the decoder of the WHATWG Encoding Standard does: it replaces the
-    /// same maximal subparts as `from_utf8_lossy`, in about 1.4 KB less code than going through
-    /// `core::str::from_utf8` on a 32-bit board.
+    /// same maximal subparts as `from_utf8_lossy`, in less code than going through
+    /// `core::str::from_utf8` (the firmware's flash budget, README "Footprint").
     pub fn decode(&mut self, bytes: &[u8], mut emit: impl FnMut(char)) {
         for &byte in bytes {
             if self.missing > 0 && !self.continues_with(byte) {
