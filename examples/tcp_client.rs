@@ -5,9 +5,11 @@
 //! forth forever, as on the boards.
 //!
 //! Run `cargo run --example tcp_client [-- SERVER_IP[:PORT]]` (default 127.0.0.1:5001), e.g.
-//! against `cargo run --example tcp_server`.
+//! against `cargo run --example tcp_server`. `ECHO_DISPLAY=png:oled.png` draws the OLED into a
+//! PNG file instead (or `none`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::ControlFlow;
 
 use echo::{ClientConfig, EchoClient, Screen, DEFAULT_PORT};
 use echo_std::{Board, DisplayMode, StdStack};
@@ -20,19 +22,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         None => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), DEFAULT_PORT),
     };
-    let mut board = Board::new(StdStack::new()?, DisplayMode::Auto.open());
+    let mut board = Board::new(StdStack::new()?, DisplayMode::from_env()?.open());
     let mut buffer = [0; 1024];
-    let config = ClientConfig::new(server);
-    let mut client = EchoClient::new(config, &mut buffer);
-    let mut screen = Screen::client();
-    while !client.is_finished() {
-        let now = board.now();
-        let progress = client.poll(board.stack(), now, |event| screen.update(&event))?;
-        board.show(&mut screen, String::new)?;
-        if !progress {
-            board.wait_until(client.next_deadline())?;
-        }
-    }
-    board.finish(&mut screen, String::new)?;
+    let mut client = EchoClient::new(ClientConfig::new(server), &mut buffer);
+    board.run(&mut client, &mut Screen::client(), |_| {
+        ControlFlow::Continue(())
+    })?;
     Ok(())
 }

@@ -70,6 +70,48 @@ fn tcp_server_echoes_a_client() {
 }
 
 #[test]
+fn tcp_server_shows_this_machines_address_and_port_like_the_tutorial() {
+    use echo::{Event, Screen};
+    use echo_std::display::{encode_png, FrameBuffer, DEFAULT_PNG_SCALE};
+
+    let port = free_port();
+    let png = std::env::temp_dir().join(format!("echo-example-{}.png", std::process::id()));
+    let _server = Running(
+        example("tcp_server")
+            .arg(port.to_string())
+            .env("ECHO_DISPLAY", format!("png:{}", png.display()))
+            .spawn()
+            .unwrap(),
+    );
+    // What the tutorial shows: `sta.ifconfig()[0]` and the port, then `accepting.....`.
+    let own = echo_std::stack::own_address(Ipv4Addr::UNSPECIFIED.into());
+    assert!(!own.is_unspecified());
+    let mut screen = Screen::server();
+    let listening: Event<'_, ()> = Event::Listening {
+        local: (own, port).into(),
+    };
+    screen.update(&listening);
+    assert_eq!(screen.line(0).to_string(), format!("{own}:{port}"));
+    assert_eq!(screen.line(1).to_string(), "accepting.....");
+    let mut frame = FrameBuffer::new();
+    screen.draw(&mut frame).unwrap();
+    let expected = encode_png(&frame, DEFAULT_PNG_SCALE).unwrap();
+
+    let give_up = Instant::now() + PATIENCE;
+    loop {
+        match std::fs::read(&png) {
+            Ok(shown) if shown == expected => break,
+            _ if Instant::now() > give_up => panic!(
+                "{} never showed {own}:{port} and accepting.....",
+                png.display()
+            ),
+            _ => thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    let _ = std::fs::remove_file(&png);
+}
+
+#[test]
 fn tcp_client_greets_and_echoes_until_the_server_closes() {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let address = listener.local_addr().unwrap();

@@ -7,8 +7,8 @@
 //! - [`display`]: the 128x64 OLED on a PC: a [`FrameBuffer`](display::FrameBuffer) to draw
 //!   on, shown in the terminal ([`TerminalDisplay`](display::TerminalDisplay)) or as a PNG
 //!   file ([`PngDisplay`](display::PngDisplay)).
-//! - [`Board`] ([`board`]): the host as the tutorial's board: stack, clock and display, with
-//!   the two moves of a board's loop, `show` the screen and `wait` for the network.
+//! - [`Board`] ([`board`]): the host as the tutorial's board: stack, clock and display, and
+//!   [`Board::run`], the one loop that runs an echo role (server or client) on it.
 //!
 //! The `echo-std` program (`src/main.rs`, feature `cli`) runs the echo server or client
 //! from the command line.
@@ -20,7 +20,7 @@ pub mod display;
 pub mod error;
 pub mod stack;
 
-pub use board::{Board, Display, DisplayMode};
+pub use board::{Board, Display, DisplayMode, RunError, Stopper};
 pub use error::Error;
 pub use stack::{Notifier, StdStack, TcpSocket};
 

@@ -3,19 +3,17 @@
 
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::ops::ControlFlow;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use echo::{
-    ClientConfig, CloseReason, EchoClient, EchoServer, Event, Reconnect, Screen, ServerConfig,
-    Slot, Stats, ZeroRead, DEFAULT_BUFFER_SIZE, DEFAULT_GREETING, DEFAULT_MAX_CLIENTS,
-    DEFAULT_PORT,
+    Backoff, ClientConfig, CloseReason, EchoClient, EchoServer, Event, Reconnect, Screen,
+    ServerConfig, Slot, DEFAULT_BUFFER_SIZE, DEFAULT_GREETING, DEFAULT_MAX_CLIENTS, DEFAULT_PORT,
 };
 use echo_std::stack::{DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT};
-use echo_std::{Board, Display, DisplayMode, Notifier, StdStack};
+use echo_std::{Board, Display, DisplayMode, RunError, StdStack, Stopper};
 use log::{debug, error, info, trace, warn};
 
 /// The tutorial's TCP echo server and client, on this computer.
@@ -23,11 +21,11 @@ use log::{debug, error, info, trace, warn};
 #[command(name = "echo-std", version)]
 struct Cli {
     #[command(subcommand)]
-    role: Role,
+    command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-enum Role {
+enum Command {
     /// Echo back every byte clients send (the tutorial's server).
     Server(ServerArgs),
     /// Connect, send a greeting, echo back whatever the server sends (the tutorial's client).
@@ -108,14 +106,14 @@ type EchoError = echo::Error<echo_std::Error>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let display = match &cli.role {
-        Role::Server(args) => args.display.open(),
-        Role::Client(args) => args.display.open(),
+    let display = match &cli.command {
+        Command::Server(args) => args.display.open(),
+        Command::Client(args) => args.display.open(),
     };
     start_logging(&display);
-    let outcome = match cli.role {
-        Role::Server(args) => serve(args, display),
-        Role::Client(args) => connect(args, display),
+    let outcome = match cli.command {
+        Command::Server(args) => serve(args, display),
+        Command::Client(args) => connect(args, display),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -138,18 +136,11 @@ fn start_logging(display: &Display) {
     logger.init();
 }
 
-/// Sets `stop` and wakes the loop on SIGINT or SIGTERM.
-fn stop_on_signals(notifier: Notifier) -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    let installed = ctrlc::set_handler(move || {
-        flag.store(true, Ordering::SeqCst);
-        let _ = notifier.notify();
-    });
-    if let Err(e) = installed {
+/// Stops the board's loop on SIGINT or SIGTERM: it closes every connection and returns.
+fn stop_on_signals(stopper: Stopper) {
+    if let Err(e) = ctrlc::set_handler(move || stopper.stop()) {
         warn!("cannot handle SIGINT/SIGTERM: {e}");
     }
-    stop
 }
 
 fn serve(args: ServerArgs, display: Display) -> Result<(), String> {
@@ -158,84 +149,41 @@ fn serve(args: ServerArgs, display: Display) -> Result<(), String> {
         .with_bind_address(args.bind)
         .with_backlog(args.backlog);
     let mut board = Board::new(stack, display);
-    let stop = stop_on_signals(board.stack().notifier());
+    stop_on_signals(board.stopper());
     let buffer_size = args
         .max_clients
         .checked_mul(args.buffer)
         .ok_or("--max-clients times --buffer is too large")?;
     let mut slots: Vec<Slot<_>> = (0..args.max_clients).map(|_| Slot::new()).collect();
     let mut buffer = vec![0u8; buffer_size];
-    let config = ServerConfig {
-        port: args.port,
-        idle_timeout: args.idle_timeout,
-        zero_read: ZeroRead::Eof,
-    };
+    let config = ServerConfig::new()
+        .with_port(args.port)
+        .with_idle_timeout(args.idle_timeout);
     let mut server = EchoServer::new(config, &mut slots, &mut buffer);
-    let mut screen = Screen::server();
-    screen.set_local_ip(args.bind);
-    let mut listening_on: Option<SocketAddr> = None;
-    let shows_screen = board.has_display();
+    let mut listening = false;
+    let mut cannot_listen = None;
 
-    while !stop.load(Ordering::SeqCst) {
-        let now = board.now();
-        let mut listened = false;
-        let polled = server.poll(board.stack(), now, |event| {
-            log_event(&event);
+    board
+        .run(&mut server, &mut Screen::server(), |event| {
+            log_event(event, "from");
             match event {
-                // Shown below with the port the system chose, not the one asked for.
-                Event::Listening { .. } => listened = true,
-                // A screen nobody sees is not kept: even bounded, its update costs about 0.5 us
-                // per received KiB, a fifth of the echo itself at loopback speed.
-                event if shows_screen => screen.update(&event),
+                Event::Listening { local } if !listening => {
+                    listening = true;
+                    // Scripts wait for this line to know the port.
+                    println!("listening on {local}");
+                    let _ = std::io::stdout().flush();
+                }
+                // Listening never worked: the address or port is wrong, not busy for a moment.
+                Event::ListenFailed { error, .. } if !listening => {
+                    cannot_listen = Some(describe(error));
+                    return ControlFlow::Break(());
+                }
                 _ => {}
             }
-        });
-        let (progress, pause) = match polled {
-            Ok(progress) => (progress, None),
-            Err(e) if listening_on.is_none() => return Err(describe(&e)),
-            Err(e) => {
-                error!("{}; listening again in 1 s", describe(&e));
-                (false, Some(Duration::from_secs(1)))
-            }
-        };
-        if listened {
-            let local = server
-                .listener()
-                .map(|listener| board.stack().local_addr(listener))
-                .ok_or("listening, but without a listening socket")?
-                .map_err(|e| e.to_string())?;
-            let listening: Event<'_, ()> = Event::Listening { port: local.port() };
-            screen.update(&listening);
-            if listening_on.is_none() {
-                // Scripts wait for this line to know the port.
-                println!("listening on {local}");
-                std::io::stdout().flush().map_err(|e| e.to_string())?;
-            }
-            info!("listening on {local}");
-            listening_on = Some(local);
-        }
-        let summary = || summary(server.active(), server.max_clients(), server.stats());
-        board
-            .show(&mut screen, summary)
-            .map_err(|e| e.to_string())?;
-        if !progress {
-            match pause {
-                Some(pause) => board.wait(Some(pause)),
-                // Sleeps until the network wakes it or the earliest idle timeout is due.
-                None => board.wait_until(server.next_deadline()),
-            }
-            .map_err(|e| e.to_string())?;
-        }
-    }
-    info!("stopping");
-    server.shutdown(board.stack(), |event| {
-        log_event(&event);
-        screen.update(&event);
-    });
-    let summary = || summary(server.active(), server.max_clients(), server.stats());
-    board
-        .finish(&mut screen, summary)
-        .map_err(|e| e.to_string())
+            ControlFlow::Continue(())
+        })
+        .map_err(|e| e.to_string())?;
+    cannot_listen.map_or(Ok(()), Err)
 }
 
 fn connect(args: ClientArgs, display: Display) -> Result<(), String> {
@@ -244,64 +192,38 @@ fn connect(args: ClientArgs, display: Display) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .with_connect_timeout(args.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT));
     let mut board = Board::new(stack, display);
-    let stop = stop_on_signals(board.stack().notifier());
-    let config = ClientConfig {
-        remote,
-        greeting: args.greeting.as_bytes(),
-        connect_timeout: args.connect_timeout,
-        idle_timeout: None,
-        reconnect: (args.retries > 0).then_some(Reconnect {
-            max_retries: Some(args.retries),
-            initial_backoff: Duration::from_millis(250),
-            max_backoff: Duration::from_secs(4),
-            after_disconnect: false,
-        }),
-        zero_read: ZeroRead::Eof,
-    };
+    stop_on_signals(board.stopper());
+    let reconnect = Reconnect::new()
+        .with_max_retries(Some(args.retries))
+        .with_backoff(Backoff::new(
+            Duration::from_millis(250),
+            Duration::from_secs(4),
+        ))
+        .with_after_disconnect(false);
+    let config = ClientConfig::new(remote)
+        .with_greeting(args.greeting.as_bytes())
+        .with_connect_timeout(args.connect_timeout)
+        .with_reconnect((args.retries > 0).then_some(reconnect));
     let mut buffer = vec![0u8; args.buffer];
     let mut client = EchoClient::new(config, &mut buffer);
-    let mut screen = Screen::client();
-    let mut ended: Result<(), String> = Ok(());
+    let mut ended = Ok(());
 
-    while !stop.load(Ordering::SeqCst) && !client.is_finished() {
-        let now = board.now();
-        let polled = client.poll(board.stack(), now, |event| {
-            log_event(&event);
-            if let Event::Disconnected { reason, .. } = &event {
-                ended = match reason {
-                    CloseReason::PipeClosed => Err(format!("the connection to {remote} was reset")),
-                    CloseReason::Failed(e) => Err(e.to_string()),
-                    _ => Ok(()),
-                };
-            }
-            screen.update(&event);
-        });
-        let summary = || summary(usize::from(client.is_connected()), 1, client.stats());
-        let progress = match polled {
-            Ok(progress) => progress,
-            Err(e) => {
-                let _ = board.finish(&mut screen, summary);
-                return Err(describe(&e));
-            }
-        };
-        board
-            .show(&mut screen, summary)
-            .map_err(|e| e.to_string())?;
-        if !progress && !client.is_finished() {
-            board
-                .wait_until(client.next_deadline())
-                .map_err(|e| e.to_string())?;
+    let outcome = board.run(&mut client, &mut Screen::client(), |event| {
+        log_event(event, "to");
+        if let Event::Closed { reason, .. } = event {
+            ended = match reason {
+                CloseReason::PipeClosed => Err(format!("the connection to {remote} was reset")),
+                CloseReason::Failed(e) => Err(e.to_string()),
+                _ => Ok(()),
+            };
         }
-    }
-    client.shutdown(board.stack(), |event| {
-        log_event(&event);
-        screen.update(&event);
+        ControlFlow::Continue(())
     });
-    let summary = || summary(0, 1, client.stats());
-    board
-        .finish(&mut screen, summary)
-        .map_err(|e| e.to_string())?;
-    ended
+    match outcome {
+        Ok(()) => ended,
+        Err(RunError::Role(e)) => Err(describe(&e)),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
@@ -333,49 +255,37 @@ fn describe(error: &EchoError) -> String {
     }
 }
 
-fn log_event(event: &Event<'_, echo_std::Error>) {
+/// Logs what happened; `peer_word` says how a peer relates to us ("connected from" a client,
+/// "connected to" a server).
+fn log_event(event: &Event<'_, echo_std::Error>, peer_word: &str) {
     match event {
-        Event::Listening { .. } => {}
-        Event::Accepted { conn, peer } => info!("{conn} connected from {peer}"),
+        Event::Listening { local } => info!("listening on {local}"),
+        Event::ListenFailed { error, retry_in } => error!(
+            "{}; listening again in {:.1} s",
+            describe(error),
+            retry_in.as_secs_f64()
+        ),
+        Event::Opened { conn, peer, .. } => info!("{conn} connected {peer_word} {peer}"),
         Event::Received { conn, bytes } => trace!("{conn} received {} bytes", bytes.len()),
-        Event::Closed { conn, reason } | Event::Disconnected { conn, reason } => match reason {
+        Event::Closed { conn, reason, .. } => match reason {
             CloseReason::Failed(e) => warn!("{conn} closed: {e}"),
             reason => info!("{conn} closed: {}", reason.as_str()),
         },
         Event::Connecting { remote, attempt } => {
             info!("connecting to {remote} (attempt {attempt})")
         }
-        Event::Connected { conn, remote } => info!("{conn} connected to {remote}"),
-        Event::ConnectFailed { error, retry_in } => warn!(
+        Event::ConnectFailed {
+            error,
+            retry_in: Some(retry_in),
+        } => warn!(
             "{}; trying again in {:.1} s",
             describe(error),
             retry_in.as_secs_f64()
         ),
+        // The last failure is the program's one-line error.
+        Event::ConnectFailed { retry_in: None, .. } => {}
         other => debug!("{other:?}"),
     }
-}
-
-/// The live summary under the picture: clients, bytes in and out.
-fn summary(active: usize, max: usize, stats: Stats) -> String {
-    format!(
-        "clients {active}/{max}  in {}  out {}",
-        bytes(stats.bytes_received),
-        bytes(stats.bytes_sent)
-    )
-}
-
-fn bytes(count: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if count < 1024 {
-        return format!("{count} B");
-    }
-    let mut value = count as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
 }
 
 #[cfg(test)]
@@ -394,17 +304,6 @@ mod tests {
     fn counts_need_at_least_one() {
         assert_eq!(at_least_one("3"), Ok(3));
         assert!(at_least_one("0").is_err());
-    }
-
-    #[test]
-    fn summary_counts_clients_and_bytes() {
-        let stats = Stats {
-            connections: 4,
-            bytes_received: 1536,
-            bytes_sent: 3 << 20,
-        };
-        assert_eq!(summary(2, 3, stats), "clients 2/3  in 1.5 KiB  out 3.0 MiB");
-        assert_eq!(bytes(1023), "1023 B");
     }
 
     #[test]
@@ -428,7 +327,7 @@ mod tests {
             "png:/tmp/x.png",
         ])
         .unwrap();
-        let Role::Server(args) = cli.role else {
+        let Command::Server(args) = cli.command else {
             panic!("not the server")
         };
         assert_eq!(args.port, 0);
@@ -436,7 +335,7 @@ mod tests {
         assert_eq!(args.idle_timeout, Some(Duration::from_millis(1500)));
         assert_eq!(args.display, DisplayMode::Png("/tmp/x.png".into()));
         let cli = Cli::try_parse_from(["echo-std", "client", "--host", "localhost"]).unwrap();
-        let Role::Client(args) = cli.role else {
+        let Command::Client(args) = cli.command else {
             panic!("not the client")
         };
         assert_eq!((args.port, args.retries, args.buffer), (5001, 0, 1024));

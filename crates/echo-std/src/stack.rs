@@ -238,6 +238,17 @@ impl StdStack {
             .map_err(|e| Error::new("local address", e))
     }
 
+    /// Where clients reach a listening socket: its real address, with this machine's own
+    /// address ([`own_address`]) in place of the unspecified one. What the screen shows as the
+    /// tutorial's `IP:PORT` (through [`echo::LocalAddress`]).
+    pub fn reachable_addr(&self, socket: &TcpSocket) -> Result<SocketAddr, Error> {
+        let local = self.local_addr(socket)?;
+        Ok(match local.ip().is_unspecified() {
+            true => SocketAddr::new(own_address(local.ip()), local.port()),
+            false => local,
+        })
+    }
+
     /// The peer of a connected socket.
     pub fn peer_addr(&self, socket: &TcpSocket) -> Result<SocketAddr, Error> {
         match &self.entry(socket)?.state {
@@ -455,6 +466,31 @@ fn human(duration: Duration) -> String {
     } else {
         format!("{} ms", duration.as_millis())
     }
+}
+
+impl echo::LocalAddress for StdStack {
+    /// [`StdStack::reachable_addr`]; `None` if the system cannot tell the socket's address.
+    fn local_address(&self, socket: &TcpSocket) -> Option<SocketAddr> {
+        self.reachable_addr(socket).ok()
+    }
+}
+
+/// This machine's own address in the family of `unspecified` (`0.0.0.0` or `::`), like the
+/// tutorial's `sta.ifconfig()[0]`: the first address of an interface that is up, not loopback
+/// and not link-local; the loopback address if there is none.
+pub fn own_address(unspecified: IpAddr) -> IpAddr {
+    let loopback = match unspecified {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+    };
+    let interfaces = if_addrs::get_if_addrs().unwrap_or_default();
+    interfaces
+        .iter()
+        .filter(|interface| interface.is_oper_up())
+        .filter(|interface| !interface.is_loopback() && !interface.is_link_local())
+        .map(|interface| interface.ip())
+        .find(|ip| ip.is_ipv4() == loopback.is_ipv4())
+        .unwrap_or(loopback)
 }
 
 impl TcpClientStack for StdStack {
@@ -788,6 +824,37 @@ mod tests {
         let (_listener, address) = listening(&mut stack);
         assert_eq!(address.ip(), LOOPBACK);
         assert_ne!(address.port(), 0);
+    }
+
+    #[test]
+    fn a_wildcard_listener_is_reached_at_this_machines_own_address() {
+        let mut stack = StdStack::new()
+            .unwrap()
+            .with_bind_address(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let (listener, bound) = listening(&mut stack);
+        assert!(bound.ip().is_unspecified());
+        let reachable = echo::LocalAddress::local_address(&stack, &listener).unwrap();
+        assert_eq!(reachable.port(), bound.port());
+        assert!(reachable.is_ipv4() && !reachable.ip().is_unspecified());
+        let own: Vec<IpAddr> = if_addrs::get_if_addrs()
+            .unwrap()
+            .iter()
+            .map(|interface| interface.ip())
+            .collect();
+        assert!(
+            own.contains(&reachable.ip()),
+            "{reachable} is not one of {own:?}"
+        );
+        // A client can connect to the address shown.
+        TcpStream::connect(reachable).unwrap();
+    }
+
+    #[test]
+    fn a_listener_on_a_given_address_is_reached_there() {
+        let mut stack = loopback_stack();
+        let (listener, bound) = listening(&mut stack);
+        let reachable = echo::LocalAddress::local_address(&stack, &listener);
+        assert_eq!(reachable, Some(bound));
     }
 
     #[test]
