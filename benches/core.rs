@@ -10,7 +10,9 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use echo::embedded_graphics::pixelcolor::BinaryColor;
 use echo::embedded_graphics::prelude::*;
-use echo::{EchoServer, Event, Instant, Screen, ServerConfig, Slot, Utf8Decoder};
+use echo::{
+    EchoServer, Event, Instant, Layout, LocalAddress, Role, Screen, ServerConfig, Slot, Utf8Decoder,
+};
 use embedded_nal::{TcpClientStack, TcpError, TcpErrorKind, TcpFullStack};
 
 /// A stack whose peers send an endless stream and read everything at once: the cost measured
@@ -41,6 +43,12 @@ const PATTERN: [u8; 1460] = {
     }
     bytes
 };
+
+impl LocalAddress for MemoryStack {
+    fn local_address(&self, _: &usize) -> Option<SocketAddr> {
+        None
+    }
+}
 
 impl TcpClientStack for MemoryStack {
     type TcpSocket = usize;
@@ -176,8 +184,9 @@ fn screen_drawing(c: &mut Criterion) {
     let mut group = c.benchmark_group("screen");
     let mut panel = Panel([0; 1024]);
     let mut screen = Screen::server();
-    screen.set_local_ip([192, 168, 4, 1].into());
-    let listening: Event<'_, ()> = Event::Listening { port: 5001 };
+    let listening: Event<'_, ()> = Event::Listening {
+        local: ([192, 168, 4, 1], 5001).into(),
+    };
     screen.update(&listening);
     screen.draw(&mut panel).unwrap();
     group.bench_function("one_text_row", |b| {
@@ -191,18 +200,9 @@ fn screen_drawing(c: &mut Criterion) {
         })
     });
     let message = "hello MicroPython, I am TCP Client ".repeat(30);
-    for (name, mut screen) in [("server", Screen::server()), ("client", Screen::client())] {
-        group.throughput(Throughput::Bytes(1024));
-        group.bench_function(format!("update_{name}_with_1024_received_bytes"), |b| {
-            b.iter(|| {
-                let received: Event<'_, ()> = Event::Received {
-                    conn: echo::ConnId(0),
-                    bytes: black_box(&message.as_bytes()[..1024]),
-                };
-                screen.update(&received);
-            })
-        });
-    }
+    group.throughput(Throughput::Bytes(1024));
+    update_with_1024_received_bytes(&mut group, "server", Screen::server(), &message);
+    update_with_1024_received_bytes(&mut group, "client", Screen::client(), &message);
     group.bench_function("full_screen", |b| {
         b.iter(|| {
             screen.invalidate();
@@ -210,6 +210,23 @@ fn screen_drawing(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+fn update_with_1024_received_bytes<L: Layout>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    mut screen: Screen<L>,
+    message: &str,
+) {
+    group.bench_function(format!("update_{name}_with_1024_received_bytes"), |b| {
+        b.iter(|| {
+            let received: Event<'_, ()> = Event::Received {
+                conn: echo::ConnId(0),
+                bytes: black_box(&message.as_bytes()[..1024]),
+            };
+            screen.update(&received);
+        })
+    });
 }
 
 /// Bytes the SSD1306 driver puts on the I2C bus for a received line and for a full frame
@@ -221,10 +238,11 @@ fn panel_bytes(c: &mut Criterion) {
     let mut display = oled(&bus);
     display.init().unwrap();
     let mut screen = Screen::server();
-    screen.set_local_ip([192, 168, 4, 1].into());
-    let listening: Event<'_, ()> = Event::Listening { port: 5001 };
+    let listening: Event<'_, ()> = Event::Listening {
+        local: ([192, 168, 4, 1], 5001).into(),
+    };
     screen.update(&listening);
-    let mut flushed = |screen: &mut Screen, text: &[u8]| {
+    let mut flushed = |screen: &mut Screen<_>, text: &[u8]| {
         if !text.is_empty() {
             let received: Event<'_, ()> = Event::Received {
                 conn: echo::ConnId(0),

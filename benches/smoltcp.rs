@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant as WallClock};
 
-use echo::{EchoServer, ServerConfig, Slot};
+use echo::{EchoServer, Role, ServerConfig, Slot};
 use echo_smoltcp::embedded_nal::{nb, TcpClientStack};
 use echo_smoltcp::{Stack, TcpOptions};
 use smoltcp::iface::{Config, Interface, SocketSet, SocketStorage};
@@ -134,10 +134,7 @@ fn echo_through_stack(data: &[u8]) -> Duration {
     let mut slots = [const { Slot::new() }; 1];
     let mut echo_buffer = [0u8; ECHO_BUFFER];
     let mut server = EchoServer::new(
-        ServerConfig {
-            port: PORT,
-            ..ServerConfig::default()
-        },
+        ServerConfig::new().with_port(PORT),
         &mut slots,
         &mut echo_buffer,
     );

@@ -6,10 +6,16 @@
 //!
 //! ```text
 //! tap server --iface tap0 --ip 192.168.69.2/24 [--port 5001] [--gateway 192.168.69.1]
+//!            [--idle-timeout SECS]
 //!     prints `listening on 192.168.69.2:5001` once ready; serves up to 3 clients at once
 //! tap client --iface tap0 --ip 192.168.69.2/24 --host 192.168.69.1 [--port 6000]
 //!     sends the greeting, echoes what the server sends, exits 0 when the server closes
+//! tap --help
 //! ```
+//!
+//! Dead peers (a phone that left the WiFi without closing) do not hold a slot for ever: the
+//! stack's keep-alive and timeout ([`TcpOptions`](echo_smoltcp::TcpOptions)) end their
+//! connections, and `--idle-timeout` ends connections where nothing moved for that long.
 //!
 //! Setting up the TAP device, best inside a network namespace (`scripts/tap-netns.sh up`
 //! does exactly this):
@@ -46,7 +52,9 @@ mod linux {
     use std::thread::{self, Thread};
     use std::time::{Duration as StdDuration, Instant as StdInstant, SystemTime};
 
-    use echo::{ClientConfig, CloseReason, EchoClient, EchoServer, Event, ServerConfig, Slot};
+    use echo::{
+        ClientConfig, CloseReason, EchoClient, EchoServer, Event, Role, ServerConfig, Slot,
+    };
     use echo_smoltcp::smoltcp::iface::{Config, SocketStorage};
     use echo_smoltcp::smoltcp::time::Instant;
     use echo_smoltcp::smoltcp::wire::{Ipv4Address, Ipv4Cidr};
@@ -55,9 +63,11 @@ mod linux {
 
     const USAGE: &str = "usage:
       tap server --iface IFACE --ip ADDR/PREFIX [--port PORT] [--gateway ADDR]
-      tap client --iface IFACE --ip ADDR/PREFIX --host ADDR [--port PORT] [--gateway ADDR]";
+                 [--idle-timeout SECS]
+      tap client --iface IFACE --ip ADDR/PREFIX --host ADDR [--port PORT] [--gateway ADDR]
+      tap --help";
 
-    /// Clients served at once, and the listen backlog: the tutorial's `listen(3)`.
+    /// Clients served at once, and the listen backlog: three, like the tutorial's `listen(3)`.
     const MAX_CLIENTS: usize = echo::DEFAULT_MAX_CLIENTS;
     /// Pool sockets: every client served plus a full backlog behind them.
     const POOL: usize = 2 * MAX_CLIENTS;
@@ -67,11 +77,16 @@ mod linux {
     const MAX_WAIT: StdDuration = StdDuration::from_millis(20);
 
     type TapStack<'a> = Stack<'a, DriverDevice<TunTapDevice>, POOL>;
+    type TapEvent<'a> = Event<'a, echo_smoltcp::Error>;
 
     #[derive(Debug, PartialEq)]
     enum Mode {
-        Server,
-        Client { host: Ipv4Addr },
+        Server {
+            idle_timeout: Option<echo::Duration>,
+        },
+        Client {
+            host: Ipv4Addr,
+        },
     }
 
     #[derive(Debug)]
@@ -83,9 +98,22 @@ mod linux {
         gateway: Option<Ipv4Address>,
     }
 
-    fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    /// What the command line asks for: a run, or the usage.
+    #[derive(Debug)]
+    enum Command {
+        Run(Args),
+        Help,
+    }
+
+    fn parse(args: impl Iterator<Item = String>) -> Result<Command, String> {
+        let args: Vec<String> = args.collect();
+        if args.iter().any(|arg| arg == "--help" || arg == "-h") {
+            return Ok(Command::Help);
+        }
+        let mut args = args.into_iter();
         let mode = args.next().ok_or("missing mode: server or client")?;
         let (mut iface, mut ip, mut port, mut host, mut gateway) = (None, None, None, None, None);
+        let mut idle_timeout = None;
         while let Some(flag) = args.next() {
             let value = args.next().ok_or(format!("{flag} needs a value"))?;
             match flag.as_str() {
@@ -110,27 +138,38 @@ mod linux {
                             .map_err(|e| format!("--gateway {value}: {e}"))?,
                     )
                 }
+                "--idle-timeout" => {
+                    let seconds: f64 = value
+                        .parse()
+                        .map_err(|e| format!("--idle-timeout {value}: {e}"))?;
+                    let timeout = echo::Duration::try_from_secs_f64(seconds)
+                        .map_err(|e| format!("--idle-timeout {value}: {e}"))?;
+                    idle_timeout = Some(timeout);
+                }
                 _ => return Err(format!("unknown option {flag}")),
             }
         }
         let mode = match mode.as_str() {
-            "server" => Mode::Server,
+            "server" => Mode::Server { idle_timeout },
+            "client" if idle_timeout.is_some() => {
+                return Err("--idle-timeout is a server option".into())
+            }
             "client" => Mode::Client {
                 host: host.ok_or("client mode needs --host")?,
             },
-            other => return Err(format!("unknown mode {other}")),
+            other => return Err(format!("unknown mode {other}: server or client")),
         };
         let default_port = match mode {
-            Mode::Server => echo::DEFAULT_PORT,
+            Mode::Server { .. } => echo::DEFAULT_PORT,
             Mode::Client { .. } => 6000,
         };
-        Ok(Args {
+        Ok(Command::Run(Args {
             mode,
             iface: iface.ok_or("missing --iface")?,
             ip: ip.ok_or("missing --ip")?,
             port: port.unwrap_or(default_port),
             gateway,
-        })
+        }))
     }
 
     /// Wakes the polling thread when the TAP device becomes readable.
@@ -159,15 +198,65 @@ mod linux {
         }
     }
 
-    /// Sleeps until a frame arrives, a stack timer is due, or `MAX_WAIT`.
-    fn wait(stack: &mut TapStack<'_>, clock: &Clock) {
+    /// Sleeps until a frame arrives, a stack timer or `deadline` is due, or `MAX_WAIT`.
+    fn wait(stack: &mut TapStack<'_>, clock: &Clock, deadline: Option<echo::Instant>) {
+        let now = clock.echo();
+        let role = deadline.map(|deadline| deadline - now);
         let delay = stack
             .poll_delay(clock.smoltcp())
             .map(|d| StdDuration::from_micros(d.total_micros()))
-            .unwrap_or(MAX_WAIT)
-            .min(MAX_WAIT);
+            .into_iter()
+            .chain(role)
+            .fold(MAX_WAIT, StdDuration::min);
         if !delay.is_zero() {
             thread::park_timeout(delay);
+        }
+    }
+
+    /// The one loop: runs `role` on the stack until it is finished, handing each event to
+    /// `on_event`; then lets the last segments (the echo, the FIN) leave.
+    fn run<'a, R>(
+        stack: &mut TapStack<'a>,
+        clock: &Clock,
+        role: &mut R,
+        mut on_event: impl FnMut(&TapEvent<'_>),
+    ) -> Result<(), String>
+    where
+        R: Role<TapStack<'a>>,
+    {
+        while !role.is_finished() {
+            let network = stack.poll(clock.smoltcp());
+            let progress = role
+                .poll(stack, clock.echo(), |event| on_event(&event))
+                .map_err(|e| e.to_string())?;
+            if !progress && !network {
+                wait(stack, clock, role.next_deadline());
+            }
+        }
+        let until = clock.micros() + 200_000;
+        while clock.micros() < until {
+            stack.poll(clock.smoltcp());
+            wait(stack, clock, None);
+        }
+        Ok(())
+    }
+
+    fn print(event: &TapEvent<'_>) {
+        match event {
+            Event::Listening { local } => println!("listening on {local}"),
+            Event::ListenFailed { error, retry_in } => {
+                eprintln!("server: {error}; listening again in {retry_in:?}")
+            }
+            Event::Connecting { remote, attempt } => {
+                println!("connecting to {remote} (attempt {attempt})")
+            }
+            Event::ConnectFailed { error, .. } => eprintln!("client: {error}"),
+            Event::Opened { conn, peer, .. } => println!("{conn} opened with {peer}"),
+            Event::Received { conn, bytes } => {
+                println!("{conn} received {} bytes: {}", bytes.len(), preview(bytes))
+            }
+            Event::Closed { conn, reason, .. } => println!("{conn} closed: {}", reason.as_str()),
+            other => println!("{other:?}"),
         }
     }
 
@@ -183,83 +272,13 @@ mod linux {
         }
     }
 
-    fn run_server(stack: &mut TapStack<'_>, clock: &Clock, ip: Ipv4Address, port: u16) -> ExitCode {
-        let mut slots = [const { Slot::new() }; MAX_CLIENTS];
-        let mut buffer = [0u8; MAX_CLIENTS * echo::DEFAULT_BUFFER_SIZE];
-        let config = ServerConfig {
-            port,
-            ..ServerConfig::default()
-        };
-        let mut server = EchoServer::new(config, &mut slots, &mut buffer);
-        loop {
-            let network = stack.poll(clock.smoltcp());
-            let progress = server.poll(stack, clock.echo(), |event| match event {
-                Event::Listening { port } => println!("listening on {ip}:{port}"),
-                Event::Accepted { conn, peer } => println!("{conn} accepted from {peer}"),
-                Event::Received { conn, bytes } => {
-                    println!("{conn} received {} bytes: {}", bytes.len(), preview(bytes))
-                }
-                Event::Closed { conn, reason } => println!("{conn} closed: {}", reason.as_str()),
-                _ => {}
-            });
-            match progress {
-                Ok(true) => {}
-                Ok(false) if network => {}
-                Ok(false) => wait(stack, clock),
-                // The server listens again on its next poll.
-                Err(e) => eprintln!("server: {e}"),
-            }
-        }
-    }
-
-    fn run_client(stack: &mut TapStack<'_>, clock: &Clock, remote: SocketAddr) -> ExitCode {
-        let mut config = ClientConfig::new(remote);
-        config.connect_timeout = Some(echo::Duration::from_secs(10));
-        let mut buffer = [0u8; echo::DEFAULT_BUFFER_SIZE];
-        let mut client = EchoClient::new(config, &mut buffer);
-        let mut ended_by_server = false;
-        while !client.is_finished() {
-            let network = stack.poll(clock.smoltcp());
-            let progress = client.poll(stack, clock.echo(), |event| match event {
-                Event::Connecting { remote, attempt } => {
-                    println!("connecting to {remote} (attempt {attempt})")
-                }
-                Event::Connected { remote, .. } => println!("connected to {remote}"),
-                Event::Received { bytes, .. } => {
-                    println!("received {} bytes: {}", bytes.len(), preview(bytes))
-                }
-                Event::Disconnected { reason, .. } => {
-                    println!("disconnected: {}", reason.as_str());
-                    ended_by_server = reason == CloseReason::Eof;
-                }
-                _ => {}
-            });
-            match progress {
-                Ok(true) => {}
-                Ok(false) if network => {}
-                Ok(false) => wait(stack, clock),
-                Err(e) => {
-                    eprintln!("client: {e}");
-                    return ExitCode::FAILURE;
-                }
-            }
-        }
-        // Let the FIN (and the last echo) leave before the process, and the socket, go away.
-        let until = clock.micros() + 200_000;
-        while clock.micros() < until {
-            stack.poll(clock.smoltcp());
-            wait(stack, clock);
-        }
-        if ended_by_server {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        }
-    }
-
     pub fn main() -> ExitCode {
         let args = match parse(std::env::args().skip(1)) {
-            Ok(args) => args,
+            Ok(Command::Run(args)) => args,
+            Ok(Command::Help) => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
             Err(message) => {
                 eprintln!("{message}\n{USAGE}");
                 return ExitCode::from(2);
@@ -307,10 +326,39 @@ mod linux {
         .expect("storage holds the pool");
         stack.set_ipv4(args.ip, args.gateway);
 
-        match args.mode {
-            Mode::Server => run_server(&mut stack, &clock, args.ip.address(), args.port),
+        let mut buffer = vec![0u8; MAX_CLIENTS * echo::DEFAULT_BUFFER_SIZE];
+        let ran = match args.mode {
+            Mode::Server { idle_timeout } => {
+                let mut slots = [const { Slot::new() }; MAX_CLIENTS];
+                let config = ServerConfig::new()
+                    .with_port(args.port)
+                    .with_idle_timeout(idle_timeout);
+                let mut server = EchoServer::new(config, &mut slots, &mut buffer);
+                run(&mut stack, &clock, &mut server, print)
+            }
             Mode::Client { host } => {
-                run_client(&mut stack, &clock, SocketAddr::from((host, args.port)))
+                let remote = SocketAddr::from((host, args.port));
+                let config = ClientConfig::new(remote)
+                    .with_connect_timeout(Some(echo::Duration::from_secs(10)));
+                let mut client = EchoClient::new(config, &mut buffer);
+                let mut ended_by_server = false;
+                let ran = run(&mut stack, &clock, &mut client, |event| {
+                    print(event);
+                    if let Event::Closed { reason, .. } = event {
+                        ended_by_server = *reason == CloseReason::Eof;
+                    }
+                });
+                ran.and_then(|()| match ended_by_server {
+                    true => Ok(()),
+                    false => Err("the connection did not end with the server's FIN".into()),
+                })
+            }
+        };
+        match ran {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("tap: {message}");
+                ExitCode::FAILURE
             }
         }
     }

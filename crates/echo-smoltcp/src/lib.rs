@@ -80,6 +80,8 @@
 //! - `ipv6` (default): IPv6 peers (smoltcp `proto-ipv6`).
 //! - `dhcpv4` (default): a DHCPv4 client, `Stack::enable_dhcpv4`.
 //! - `medium-ip`: IP-medium drivers (TUN, PPP) in [`DriverDevice`].
+//! - `echo` (default): [`Stack`] implements `echo::LocalAddress`, so that the `echo` server's
+//!   screen shows the interface's `IP:PORT`.
 //! - `log` or `defmt` (exclusive): log socket role changes and leases.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
@@ -91,6 +93,9 @@ mod fmt;
 pub mod device;
 pub mod error;
 pub mod stack;
+
+#[cfg(feature = "echo")]
+mod role;
 
 pub use device::DriverDevice;
 pub use error::Error;

@@ -451,8 +451,15 @@ where
         tcp.remote_endpoint().map(SocketAddr::from)
     }
 
-    /// The local address of a connection (`None` for a listener or before `connect`).
+    /// The local address of a connection (`None` before `connect`), or where clients reach a
+    /// listener: the interface's IPv4 address and the listening port (`None` while the
+    /// interface has no IPv4 address).
     pub fn local_addr(&self, socket: &TcpSocket) -> Option<SocketAddr> {
+        if let Ok(l) = self.listener(socket) {
+            let port = self.listeners[usize::from(l)].listening?.port;
+            let ip = self.ipv4_address()?.address();
+            return Some(SocketAddr::from((ip, port)));
+        }
         let index = self.connected(socket)?;
         let tcp = self.sockets.get::<tcp::Socket>(self.slots[index].socket);
         tcp.local_endpoint().map(SocketAddr::from)

@@ -26,7 +26,9 @@ use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use common::{failed, options, ready, Rng};
-use echo::{ClientConfig, EchoClient, EchoServer, Event, ServerConfig, Slot, DEFAULT_GREETING};
+use echo::{
+    ClientConfig, EchoClient, EchoServer, Event, Role, ServerConfig, Slot, DEFAULT_GREETING,
+};
 use echo_smoltcp::embedded_nal::{TcpClientStack, TcpError, TcpErrorKind, TcpFullStack};
 use echo_smoltcp::smoltcp::iface::{Config, SocketStorage};
 use echo_smoltcp::smoltcp::time::Instant;
@@ -192,10 +194,7 @@ fn linux_client_gets_4_mib_echoed_byte_exact_by_the_core_server() {
     let mut tap: Tap<6> = Tap::open(options(3));
     let mut slots = [const { Slot::new() }; 3];
     let mut buffer = [0u8; 3 * 4096];
-    let config = ServerConfig {
-        port: 5101,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::new().with_port(5101);
     let mut server = EchoServer::new(config, &mut slots, &mut buffer);
     let mut events = Vec::new();
     serve_until(&mut tap, &mut server, &mut events, |s| {
@@ -217,10 +216,7 @@ fn three_linux_clients_connecting_at_once_are_served_together() {
     let mut tap: Tap<6> = Tap::open(options(3));
     let mut slots = [const { Slot::new() }; 3];
     let mut buffer = [0u8; 3 * 1024];
-    let config = ServerConfig {
-        port: 5102,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::new().with_port(5102);
     let mut server = EchoServer::new(config, &mut slots, &mut buffer);
     let mut events = Vec::new();
     serve_until(&mut tap, &mut server, &mut events, |s| {
@@ -237,7 +233,7 @@ fn three_linux_clients_connecting_at_once_are_served_together() {
         .collect();
     let mut most_at_once = 0;
     serve_until(&mut tap, &mut server, &mut events, |s| {
-        most_at_once = most_at_once.max(s.active());
+        most_at_once = most_at_once.max(s.stats().open);
         clients.iter().all(|c| c.is_finished())
     });
     for (client, data) in clients.into_iter().zip(&sent) {

@@ -175,15 +175,18 @@ impl I2c<SevenBitAddress> for &CountingI2c {
 mod tests {
     use super::*;
     use core::net::{IpAddr, Ipv4Addr, SocketAddr};
-    use echo::{ConnId, Event, Screen};
+    use echo::{ConnId, Event, Screen, ServerLayout};
+
+    type ServerScreen = Screen<ServerLayout>;
 
     /// A display showing the server screen, flushed once, with the bus counters reset.
-    fn server_display(bus: &CountingI2c) -> (Oled<&CountingI2c>, Screen) {
+    fn server_display(bus: &CountingI2c) -> (Oled<&CountingI2c>, ServerScreen) {
         let mut display = oled(bus);
         display.init().unwrap();
         let mut screen = Screen::server();
-        screen.set_local_ip(IpAddr::V4(Ipv4Addr::new(192, 168, 4, 1)));
-        screen.update::<()>(&Event::Listening { port: 5001 });
+        screen.update::<()>(&Event::Listening {
+            local: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 168, 4, 1)), 5001),
+        });
         screen.draw(&mut display).unwrap();
         display.flush().unwrap();
         bus.reset();
@@ -208,7 +211,7 @@ mod tests {
         );
     }
 
-    fn received(screen: &mut Screen, text: &str) {
+    fn received(screen: &mut ServerScreen, text: &str) {
         screen.update::<()>(&Event::Received {
             conn: ConnId(1),
             bytes: text.as_bytes(),
@@ -216,7 +219,11 @@ mod tests {
     }
 
     /// Draws and flushes what changed; returns the bytes on the wire.
-    fn flush(display: &mut Oled<&CountingI2c>, screen: &mut Screen, bus: &CountingI2c) -> usize {
+    fn flush(
+        display: &mut Oled<&CountingI2c>,
+        screen: &mut ServerScreen,
+        bus: &CountingI2c,
+    ) -> usize {
         bus.reset();
         screen.draw(display).unwrap();
         display.flush().unwrap();
@@ -291,9 +298,10 @@ mod tests {
     fn accepting_a_client_redraws_two_rows_only() {
         let bus = CountingI2c::new();
         let (mut display, mut screen) = server_display(&bus);
-        screen.update::<()>(&Event::Accepted {
+        screen.update::<()>(&Event::Opened {
             conn: ConnId(1),
             peer: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 168, 4, 2)), 50000),
+            open: 1,
         });
         flush(&mut display, &mut screen, &bus);
         // Rows 1 (client count) and 2 (the peer, the wider text): y 16..48, 4 pages.

@@ -1,0 +1,68 @@
+//! The `tap` example's command line, which needs no TAP device: help and mistakes are
+//! answered before the device is opened.
+#![cfg(target_os = "linux")]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Runs the `tap` example (built by `cargo test` next to the test binaries) with `args`.
+fn tap(args: &[&str]) -> Output {
+    let exe = std::env::current_exe().unwrap();
+    let path: PathBuf = exe.parent().unwrap().parent().unwrap().join("examples/tap");
+    assert!(
+        path.exists(),
+        "{} missing: cargo build -p echo-smoltcp --example tap",
+        path.display()
+    );
+    Command::new(path).args(args).output().unwrap()
+}
+
+#[test]
+fn help_prints_the_usage_and_exits_0_wherever_it_is_asked() {
+    for args in [
+        &["--help"][..],
+        &["-h"],
+        &["server", "--help"],
+        &["client", "--iface", "tap0", "--help"],
+    ] {
+        let output = tap(args);
+        assert_eq!(output.status.code(), Some(0), "{args:?}");
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        assert!(stdout.starts_with("usage:"), "{args:?}: {stdout}");
+        assert!(stdout.contains("--idle-timeout SECS"), "{stdout}");
+    }
+}
+
+#[test]
+fn mistakes_say_what_is_wrong_and_exit_2() {
+    for (args, message) in [
+        (&["serve"][..], "unknown mode serve: server or client"),
+        (&["server", "--port"], "--port needs a value"),
+        (&["server", "--colour", "red"], "unknown option --colour"),
+        (
+            &["server", "--idle-timeout", "soon"],
+            "--idle-timeout soon:",
+        ),
+        (
+            &[
+                "client",
+                "--iface",
+                "tap0",
+                "--ip",
+                "10.0.0.2/24",
+                "--host",
+                "10.0.0.1",
+                "--idle-timeout",
+                "5",
+            ],
+            "--idle-timeout is a server option",
+        ),
+        (&["server", "--iface", "tap0"], "missing --ip"),
+    ] {
+        let output = tap(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(stderr.starts_with(message), "{args:?}: {stderr}");
+        assert!(stderr.contains("usage:"), "{stderr}");
+    }
+}
