@@ -32,10 +32,8 @@ fn main() -> ! {
     let runner = Board::init().station(&mut memory, CREDENTIALS);
 
     let mut buffer = [0; DEFAULT_BUFFER_SIZE];
-    let config = ClientConfig {
-        connect_timeout: Some(Duration::from_secs(10)),
-        reconnect: Some(Reconnect::default()),
-        ..ClientConfig::new(SERVER)
-    };
+    let config = ClientConfig::new(SERVER)
+        .with_connect_timeout(Some(Duration::from_secs(10)))
+        .with_reconnect(Some(Reconnect::new()));
     runner.run(Screen::client(), EchoClient::new(config, &mut buffer))
 }

@@ -27,10 +27,7 @@ fn main() -> ! {
 
     let mut slots = [const { Slot::new() }; CLIENTS];
     let mut buffer = [0; CLIENTS * DEFAULT_BUFFER_SIZE];
-    let config = ServerConfig {
-        port: PORT,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig::new().with_port(PORT);
     runner.run(
         Screen::server(),
         EchoServer::new(config, &mut slots, &mut buffer),

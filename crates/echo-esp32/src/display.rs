@@ -3,7 +3,7 @@
 //! A missing or failing display never stops the firmware: errors are logged when they start
 //! and when they end, and the display is initialised again once it answers.
 
-use echo::{Duration, Instant, Screen};
+use echo::{Duration, Instant, Layout, Screen};
 use echo_esp32_logic::oled::{oled, DisplayConfig, FlushPacer, Oled};
 use esp_hal::{i2c::master::I2c, Blocking};
 use log::{info, warn};
@@ -38,15 +38,17 @@ impl Display {
     }
 
     /// Draws what changed in `screen` and sends it, unless a flush happened less than 50 ms
-    /// ago (the model keeps the changes for the next call).
-    pub fn show(&mut self, screen: &mut Screen, now: Instant) {
+    /// ago (the model keeps the changes for the next call). Returns whether it sent anything.
+    pub fn show<L: Layout>(&mut self, screen: &mut Screen<L>, now: Instant) -> bool {
         if screen.is_dirty() && self.pacer.ready(now) {
             self.show_now(screen, now);
+            return true;
         }
+        false
     }
 
     /// Draws what changed in `screen` and sends it at once (before a blocking step).
-    pub fn show_now(&mut self, screen: &mut Screen, now: Instant) {
+    pub fn show_now<L: Layout>(&mut self, screen: &mut Screen<L>, now: Instant) {
         if !self.working {
             if !self.retry.ready(now) || self.oled.init().is_err() {
                 return;

@@ -16,10 +16,13 @@
 //! - [`Board::station`] / [`Board::access_point`]: the smoltcp stack over the Wi-Fi
 //!   interface; the station gets its address by DHCP, the access point is 192.168.4.1/24 and
 //!   runs a DHCP server for 192.168.4.2 to .11.
-//! - [`Runner::run`]: the loop. The station connects with a 15 s timeout per attempt and retries
-//!   forever (1 s, 2 s, 4 s ... 30 s apart); when the link drops it tells the [`App`] (the
-//!   server closes its connections), reconnects, takes a new lease, and the server listens
-//!   again. Errors go to the log and the screen; credentials go to neither.
+//! - [`Runner::run`]: the one loop, for either echo role ([`echo::Role`]) in either [`Mode`].
+//!   The station connects with a 15 s timeout per attempt and retries forever (1 s, 2 s, 4 s
+//!   ... 30 s apart); when the link drops it reconnects and asks DHCP afresh. A new address
+//!   (with or without a link loss) restarts the role: the server listens again and shows the
+//!   new `IP:PORT`, the client connects again; the same address keeps the connections. The
+//!   access point closes every connection when it stops. Errors go to the log and the screen;
+//!   credentials go to neither.
 //!
 //! The hardware-independent parts (DHCP server, flush accounting, retry policy, settings
 //! parsing) are in `echo-esp32-logic` (`logic/`), tested on the host.
@@ -35,7 +38,9 @@ pub use echo;
 pub use echo_esp32_logic as logic;
 pub use echo_esp32_logic::settings;
 pub use net::{Net, NetMemory, TCP_RX, TCP_TX};
-pub use runner::{AccessPointMode, App, Runner, StationMode, AP_ADDRESS, AP_POOL};
+pub use runner::{
+    AccessPointMode, Mode, Parts, Runner, StationMode, Supervised, AP_ADDRESS, AP_POOL,
+};
 pub use wifi::{AccessPoint, Credentials};
 
 use echo::{Duration, Instant};

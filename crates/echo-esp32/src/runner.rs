@@ -1,26 +1,25 @@
-//! The firmware's one loop: the Wi-Fi link, the stack, the application, the display.
+//! The firmware's one loop: the Wi-Fi link, the stack, the echo role, the display.
 //!
-//! Each turn: look at the link (station: connect, retry, notice a loss; access point: start,
-//! notice a stop), poll smoltcp, answer DHCP (access point), poll the application while the
-//! network has an address, draw the screen's changed rows. When nothing moved, the task
-//! sleeps 2 ms so the radio's tasks and the idle hook get the CPU.
+//! Each turn: look at the link ([`Mode`]: the station connects, retries and notices a loss;
+//! the access point starts and notices a stop), poll smoltcp, let the mode serve its own
+//! sockets (the access point's DHCP server), watch the address (a new one restarts the role),
+//! poll the role while the network has an address, and draw the screen's changed rows. When
+//! nothing moved, the task sleeps 2 ms so the radio's tasks and the idle hook get the CPU.
 
-use core::fmt::{self, Debug, Write};
-use core::net::{IpAddr, Ipv4Addr};
+use core::fmt::Write;
+use core::net::Ipv4Addr;
 
-use echo::{EchoClient, EchoServer, Event, Instant, Screen};
+use echo::{Event, Instant, Layout, Role, Screen};
 use echo_esp32_logic::{
+    address::{AddressChange, AddressWatch},
     dhcp::DhcpServer,
     text::ShortText,
     wifi::{Action, RetryPolicy, Station},
 };
-use echo_smoltcp::{
-    smoltcp::{
-        iface::SocketHandle,
-        socket::{dhcpv4, AnySocket},
-        wire::{Ipv4Address, Ipv4Cidr},
-    },
-    TcpClientStack, TcpFullStack,
+use echo_smoltcp::smoltcp::{
+    iface::SocketHandle,
+    socket::{dhcpv4, AnySocket},
+    wire::Ipv4Cidr,
 };
 use esp_radio::wifi::WifiController;
 use esp_rtos::CurrentThreadHandle;
@@ -40,93 +39,103 @@ pub const AP_POOL: usize = 10;
 /// How often a failed access point start is tried again.
 const AP_RETRY: Duration = Duration::from_secs(5);
 
-/// Errors of the application are logged at most this often (a failing listen repeats).
-const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(1);
-
-/// What the loop runs once the network is up: an echo role, or anything that polls a stack.
-pub trait App<S> {
-    /// The application's error.
-    type Error: fmt::Display;
-
-    /// Does the work that can be done now; `Ok(true)` if anything happened. Events go to
-    /// `screen`.
-    fn poll(
-        &mut self,
-        stack: &mut S,
-        now: Instant,
-        screen: &mut Screen,
-    ) -> Result<bool, Self::Error>;
-
-    /// The link went down: close what cannot outlive it. `poll` is called again once the
-    /// network is back.
-    fn network_lost(&mut self, stack: &mut S, screen: &mut Screen);
+/// What a mode's look at the link found.
+#[derive(Clone, Copy, Default)]
+pub struct Supervised {
+    /// Something happened (poll again at once).
+    pub busy: bool,
+    /// Every peer is gone with the link (the access point stopped): close the role's
+    /// connections rather than wait for keep-alives to find them dead.
+    pub peers_gone: bool,
 }
 
-/// The server closes every connection and its listener when the link drops, and listens again
-/// on its next `poll` (when the network is back).
-impl<S> App<S> for EchoServer<'_, S>
-where
-    S: TcpFullStack,
-    S::Error: Debug,
-{
-    type Error = echo::Error<S::Error>;
-
-    fn poll(
+/// What differs between the board as a station and as an access point: bringing the link up,
+/// and the sockets the board serves itself.
+pub trait Mode {
+    /// Looks at the Wi-Fi link; may block for a connection attempt (after showing it).
+    fn supervise<L: Layout, const N: usize>(
         &mut self,
-        stack: &mut S,
         now: Instant,
-        screen: &mut Screen,
-    ) -> Result<bool, Self::Error> {
-        EchoServer::poll(self, stack, now, |event| show(screen, &event))
-    }
+        board: &mut Parts<'_, '_, N>,
+        screen: &mut Screen<L>,
+    ) -> Supervised;
 
-    fn network_lost(&mut self, stack: &mut S, screen: &mut Screen) {
-        self.shutdown(stack, |event| show(screen, &event));
-    }
+    /// Whether the link is up.
+    fn link_up(&self) -> bool;
+
+    /// Serves the board's own sockets after each stack poll; returns whether any work was done.
+    fn serve<const N: usize>(&mut self, stack: &mut Net<'_, N>) -> bool;
 }
 
-/// The client keeps its connection across a short outage: TCP survives one if the address
-/// stays the same, and otherwise the stack's keep-alive and timeout end the connection, after
-/// which the client reconnects (configure [`echo::Reconnect`]).
-impl<S> App<S> for EchoClient<'_, S>
-where
-    S: TcpClientStack,
-    S::Error: Debug,
-{
-    type Error = echo::Error<S::Error>;
-
-    fn poll(
-        &mut self,
-        stack: &mut S,
-        now: Instant,
-        screen: &mut Screen,
-    ) -> Result<bool, Self::Error> {
-        EchoClient::poll(self, stack, now, |event| show(screen, &event))
-    }
-
-    fn network_lost(&mut self, _stack: &mut S, _screen: &mut Screen) {}
-}
-
-/// Logs what echo's own log lines leave out (they cover listening, accepted and established
-/// connections, and failed attempts with their retry delay) and applies the event to the
-/// screen. Received text is logged by size only.
-fn show<E: Debug>(screen: &mut Screen, event: &Event<'_, E>) {
-    match event {
-        Event::Received { conn, bytes } => debug!("{}: {} bytes", conn, bytes.len()),
-        Event::Closed { conn, reason } => info!("server: {} closed ({})", conn, reason.as_str()),
-        Event::Connecting { attempt, .. } => info!("client: connecting, attempt {}", attempt),
-        Event::ConnectFailed { error, .. } => warn!("client: {}", error),
-        Event::Disconnected { conn, reason } => {
-            info!("client: {} disconnected ({})", conn, reason.as_str())
-        }
-        _ => {}
-    }
-    screen.update(event);
+/// What [`Mode::supervise`] may use of the runner.
+pub struct Parts<'r, 'a, const N: usize> {
+    /// The radio.
+    pub wifi: &'r mut WifiController<'static>,
+    /// The network stack.
+    pub stack: &'r mut Net<'a, N>,
+    /// The display, for a status shown before a blocking step.
+    pub display: &'r mut Display,
 }
 
 /// The station side of the loop: connection attempts, retries, link loss.
 pub struct StationMode {
     station: Station,
+}
+
+impl Mode for StationMode {
+    fn supervise<L: Layout, const N: usize>(
+        &mut self,
+        now: Instant,
+        board: &mut Parts<'_, '_, N>,
+        screen: &mut Screen<L>,
+    ) -> Supervised {
+        let associated = board.stack.device_mut().is_link_up();
+        let busy = match self.station.poll(now, associated) {
+            Action::Wait => false,
+            Action::Connect { attempt, timeout } => {
+                status(screen, format_args!("wifi: connecting {attempt}"));
+                board.display.show_now(screen, now);
+                info!("wifi: attempt {}", attempt);
+                if let Err(failure) = wifi::connect(board.wifi, timeout) {
+                    warn!("wifi: attempt {} failed: {}", attempt, failure);
+                    status(screen, format_args!("wifi: {failure}"));
+                    self.station.attempt_failed(crate::now());
+                }
+                true
+            }
+            Action::Up => {
+                info!("wifi: connected, waiting for DHCP");
+                status(screen, format_args!("dhcp: waiting"));
+                // The network may not be the one of the old lease: ask afresh (smoltcp's advice
+                // for a link that comes back). A different address restarts the role.
+                for (_, socket) in board.stack.sockets_mut().iter_mut() {
+                    if let Some(dhcp) = dhcpv4::Socket::downcast_mut(socket) {
+                        dhcp.reset();
+                    }
+                }
+                true
+            }
+            Action::Lost => {
+                // Connections may survive a short outage; the address watch and the stack's
+                // keep-alive decide what cannot.
+                warn!("wifi: link lost");
+                status(screen, format_args!("wifi: link lost"));
+                true
+            }
+        };
+        Supervised {
+            busy,
+            peers_gone: false,
+        }
+    }
+
+    fn link_up(&self) -> bool {
+        self.station.is_up()
+    }
+
+    fn serve<const N: usize>(&mut self, _stack: &mut Net<'_, N>) -> bool {
+        false
+    }
 }
 
 /// The access point side of the loop: start (and restart), the DHCP server.
@@ -138,15 +147,61 @@ pub struct AccessPointMode {
     udp: SocketHandle,
 }
 
-/// The board with its network, ready to [`run`](Runner::run) an application. `M` is
+impl Mode for AccessPointMode {
+    fn supervise<L: Layout, const N: usize>(
+        &mut self,
+        now: Instant,
+        board: &mut Parts<'_, '_, N>,
+        screen: &mut Screen<L>,
+    ) -> Supervised {
+        let started = board.stack.device_mut().is_link_up();
+        let mut supervised = Supervised::default();
+        match (self.up, started) {
+            (false, true) => {
+                info!("ap: started on channel {}, 192.168.4.1/24", self.ap.channel);
+                self.up = true;
+                supervised.busy = true;
+            }
+            (true, false) => {
+                warn!("ap: stopped");
+                self.up = false;
+                self.retry_at = now + AP_RETRY;
+                status(screen, format_args!("ap: stopped"));
+                supervised = Supervised {
+                    busy: true,
+                    peers_gone: true,
+                };
+            }
+            (false, false) if now >= self.retry_at => {
+                self.retry_at = now + AP_RETRY;
+                if let Err(e) = wifi::start_access_point(board.wifi, &self.ap) {
+                    warn!("ap: start failed: {:?}", e);
+                    status(screen, format_args!("ap: {e:?}"));
+                }
+                supervised.busy = true;
+            }
+            _ => {}
+        }
+        supervised
+    }
+
+    fn link_up(&self) -> bool {
+        self.up
+    }
+
+    fn serve<const N: usize>(&mut self, stack: &mut Net<'_, N>) -> bool {
+        net::serve_dhcp(stack, self.udp, &mut self.dhcp)
+    }
+}
+
+/// The board with its network, ready to [`run`](Runner::run) an echo role. `M` is
 /// [`StationMode`] or [`AccessPointMode`]: each example links only the code of its mode.
 pub struct Runner<'a, M, const N: usize> {
     display: Display,
     wifi: WifiController<'static>,
     stack: Net<'a, N>,
     mode: M,
-    address: Option<Ipv4Address>,
-    last_error_log: Option<Instant>,
+    address: AddressWatch,
 }
 
 fn uptime_secs() -> u64 {
@@ -172,58 +227,6 @@ impl<'a, const N: usize> Runner<'a, StationMode, N> {
         };
         Runner::new(display, wifi, stack, mode)
     }
-
-    /// Runs `app` on the network forever, showing `screen`.
-    pub fn run<A>(mut self, mut screen: Screen, mut app: A) -> !
-    where
-        A: App<Net<'a, N>>,
-    {
-        loop {
-            let now = now();
-            let busy = self.supervise_station(now, &mut screen, &mut app);
-            let link_up = self.mode.station.is_up();
-            self.turn(now, busy, link_up, &mut screen, &mut app, |_, _| false);
-        }
-    }
-
-    fn supervise_station<A>(&mut self, now: Instant, screen: &mut Screen, app: &mut A) -> bool
-    where
-        A: App<Net<'a, N>>,
-    {
-        let associated = self.stack.device_mut().is_link_up();
-        match self.mode.station.poll(now, associated) {
-            Action::Wait => false,
-            Action::Connect { attempt, timeout } => {
-                status(screen, format_args!("wifi: connecting {attempt}"));
-                self.display.show_now(screen, now);
-                info!("wifi: attempt {}", attempt);
-                if let Err(failure) = wifi::connect(&mut self.wifi, timeout) {
-                    warn!("wifi: attempt {} failed: {}", attempt, failure);
-                    status(screen, format_args!("wifi: {failure}"));
-                    self.mode.station.attempt_failed(crate::now());
-                }
-                true
-            }
-            Action::Up => {
-                info!("wifi: connected, waiting for DHCP");
-                status(screen, format_args!("dhcp: waiting"));
-                // The network may not be the one of the old lease: ask afresh (smoltcp's advice
-                // for a link that comes back).
-                for (_, socket) in self.stack.sockets_mut().iter_mut() {
-                    if let Some(dhcp) = dhcpv4::Socket::downcast_mut(socket) {
-                        dhcp.reset();
-                    }
-                }
-                true
-            }
-            Action::Lost => {
-                warn!("wifi: link lost");
-                app.network_lost(&mut self.stack, screen);
-                status(screen, format_args!("wifi: link lost"));
-                true
-            }
-        }
-    }
 }
 
 impl<'a, const N: usize> Runner<'a, AccessPointMode, N> {
@@ -246,134 +249,104 @@ impl<'a, const N: usize> Runner<'a, AccessPointMode, N> {
         };
         Runner::new(display, wifi, stack, mode)
     }
-
-    /// Runs `app` on the network forever, showing `screen`.
-    pub fn run<A>(mut self, mut screen: Screen, mut app: A) -> !
-    where
-        A: App<Net<'a, N>>,
-    {
-        loop {
-            let now = now();
-            let busy = self.supervise_access_point(now, &mut screen, &mut app);
-            let link_up = self.mode.up;
-            self.turn(now, busy, link_up, &mut screen, &mut app, |stack, mode| {
-                net::serve_dhcp(stack, mode.udp, &mut mode.dhcp)
-            });
-        }
-    }
-
-    fn supervise_access_point<A>(&mut self, now: Instant, screen: &mut Screen, app: &mut A) -> bool
-    where
-        A: App<Net<'a, N>>,
-    {
-        let started = self.stack.device_mut().is_link_up();
-        let mode = &mut self.mode;
-        match (mode.up, started) {
-            (false, true) => {
-                info!("ap: started on channel {}, 192.168.4.1/24", mode.ap.channel);
-                mode.up = true;
-                true
-            }
-            (true, false) => {
-                warn!("ap: stopped");
-                mode.up = false;
-                mode.retry_at = now + AP_RETRY;
-                app.network_lost(&mut self.stack, screen);
-                status(screen, format_args!("ap: stopped"));
-                true
-            }
-            (false, false) if now >= mode.retry_at => {
-                mode.retry_at = now + AP_RETRY;
-                if let Err(e) = wifi::start_access_point(&mut self.wifi, &mode.ap) {
-                    warn!("ap: start failed: {:?}", e);
-                    status(screen, format_args!("ap: {e:?}"));
-                }
-                true
-            }
-            _ => false,
-        }
-    }
 }
 
-impl<'a, M, const N: usize> Runner<'a, M, N> {
+impl<'a, M: Mode, const N: usize> Runner<'a, M, N> {
     fn new(display: Display, wifi: WifiController<'static>, stack: Net<'a, N>, mode: M) -> Self {
         Runner {
             display,
             wifi,
             stack,
             mode,
-            address: None,
-            last_error_log: None,
+            address: AddressWatch::new(),
         }
     }
 
-    /// The part of a turn both modes share, after the link was looked at: poll the stack, let
-    /// the mode serve its own sockets, poll the application while the network is up, draw.
-    fn turn<A>(
-        &mut self,
-        now: Instant,
-        mut busy: bool,
-        link_up: bool,
-        screen: &mut Screen,
-        app: &mut A,
-        serve: impl FnOnce(&mut Net<'a, N>, &mut M) -> bool,
-    ) where
-        A: App<Net<'a, N>>,
+    /// Runs `role` on the network forever, showing `screen`.
+    pub fn run<R, L>(mut self, mut screen: Screen<L>, mut role: R) -> !
+    where
+        R: Role<Net<'a, N>>,
+        L: Layout,
     {
-        busy |= self.stack.poll(smoltcp_now());
-        if link_up {
-            busy |= serve(&mut self.stack, &mut self.mode);
-        }
-        self.watch_address(screen);
-        if link_up && self.address.is_some() {
-            match app.poll(&mut self.stack, now, screen) {
-                Ok(progress) => busy |= progress,
-                Err(e) => self.report(now, screen, &e),
+        loop {
+            let now = now();
+            let mut parts = Parts {
+                wifi: &mut self.wifi,
+                stack: &mut self.stack,
+                display: &mut self.display,
+            };
+            let supervised = self.mode.supervise(now, &mut parts, &mut screen);
+            let mut busy = supervised.busy;
+            if supervised.peers_gone {
+                role.restart(&mut self.stack, |event| show(&mut screen, &event));
             }
-        }
-        self.display.show(screen, now);
-        if !busy {
-            self.idle();
+            busy |= self.stack.poll(smoltcp_now());
+            let link_up = self.mode.link_up();
+            if link_up {
+                busy |= self.mode.serve(&mut self.stack);
+            }
+            busy |= self.watch_address(&mut screen, &mut role);
+            if link_up && self.address.current().is_some() {
+                match role.poll(&mut self.stack, now, |event| show(&mut screen, &event)) {
+                    Ok(progress) => busy |= progress,
+                    // The client gave up (no reconnection configured): it stays finished and
+                    // its screen says so.
+                    Err(e) => warn!("echo: {}", e),
+                }
+            }
+            busy |= self.display.show(&mut screen, now);
+            if !busy {
+                self.idle();
+            }
         }
     }
 
-    /// Shows and logs the interface's IPv4 address when it changes.
-    fn watch_address(&mut self, screen: &mut Screen) {
+    /// Logs the interface's IPv4 address when it changes, and restarts the role when the
+    /// address it works on is no longer the board's. Returns whether anything changed.
+    fn watch_address<R, L>(&mut self, screen: &mut Screen<L>, role: &mut R) -> bool
+    where
+        R: Role<Net<'a, N>>,
+        L: Layout,
+    {
         let address = self.stack.ipv4_address().map(|cidr| cidr.address());
-        if address == self.address {
-            return;
-        }
-        self.address = address;
-        match address {
-            Some(ip) => {
-                info!("net: address {}", ip);
-                screen.set_local_ip(IpAddr::V4(ip));
+        match self.address.update(address) {
+            AddressChange::Same => return false,
+            AddressChange::Lost => {
+                info!("net: no address");
+                status(screen, format_args!("net: no address"));
             }
-            None => info!("net: no address"),
+            AddressChange::Back(ip) => info!("net: address {}", ip),
+            AddressChange::Moved(ip) => {
+                info!("net: new address {}; starting over", ip);
+                role.restart(&mut self.stack, |event| show(screen, &event));
+            }
         }
+        true
     }
 
-    fn report(&mut self, now: Instant, screen: &mut Screen, error: &dyn fmt::Display) {
-        let due = self
-            .last_error_log
-            .is_none_or(|last| now - last >= ERROR_LOG_INTERVAL);
-        if due {
-            self.last_error_log = Some(now);
-            warn!("app: {}", error);
-            status(screen, format_args!("{error}"));
-        }
-    }
-
-    /// A fixed pause rather than smoltcp's `poll_delay` (1.4 KB of flash): 2 ms is finer than
-    /// its shortest timer (the 10 ms delayed ACK), and it only asks for less when the radio's
-    /// transmit queue was full, which the pause lets drain.
+    /// A fixed pause rather than smoltcp's `poll_delay`: 2 ms is finer than its shortest timer
+    /// (the 10 ms delayed ACK), and it only asks for less when the radio's transmit queue was
+    /// full, which the pause lets drain.
     fn idle(&mut self) {
         CurrentThreadHandle::get().delay(esp_hal::time::Duration::from_millis(2));
     }
 }
 
+/// Logs what echo's own log lines leave out (they cover listening, accepted and established
+/// connections, and failures with their retry delay) and applies the event to the screen.
+/// Received text is logged by size only.
+fn show<L: Layout, E: core::fmt::Debug>(screen: &mut Screen<L>, event: &Event<'_, E>) {
+    match event {
+        Event::Received { conn, bytes } => debug!("{}: {} bytes", conn, bytes.len()),
+        Event::Closed { conn, reason, .. } => info!("{} closed ({})", conn, reason.as_str()),
+        Event::Connecting { attempt, .. } => info!("connecting, attempt {}", attempt),
+        _ => {}
+    }
+    screen.update(event);
+}
+
 /// Shows a board message on the screen (one row; longer text is cut).
-fn status(screen: &mut Screen, message: core::fmt::Arguments<'_>) {
+fn status<L: Layout>(screen: &mut Screen<L>, message: core::fmt::Arguments<'_>) {
     let mut text = ShortText::<{ echo::COLUMNS * 4 }>::new();
     let _ = text.write_fmt(message);
     screen.set_status(text.as_str());

@@ -1,5 +1,6 @@
 //! The part of the `echo-esp32` firmware that needs no chip, tested on the host.
 //!
+//! - [`address`]: whether the echo role must start over because the board's address changed.
 //! - [`dhcp`]: the DHCP server of the soft access point (`tcp_server_ap`), a lease pool over
 //!   edge-dhcp's sans-io server; it turns a received datagram into the reply and where to send it.
 //! - [`oled`]: the 128x64 SSD1306 in buffered graphics mode on any `embedded-hal` I2C bus, a
@@ -17,6 +18,7 @@
 #[macro_use]
 mod fmt;
 
+pub mod address;
 pub mod dhcp;
 pub mod oled;
 pub mod settings;
