@@ -16,10 +16,7 @@ use echo_esp32::echo::{
 use echo_esp32::settings::{parse_ipv4, parse_u16};
 use echo_esp32::{Board, Credentials, NetMemory};
 
-const CREDENTIALS: Credentials = Credentials {
-    ssid: env!("SSID"),
-    password: env!("PASSWORD"),
-};
+const CREDENTIALS: Credentials = Credentials::new(env!("SSID"), env!("PASSWORD"));
 const SERVER: SocketAddr = SocketAddr::V4(SocketAddrV4::new(
     parse_ipv4(env!("HOST")),
     parse_u16(env!("PORT")),

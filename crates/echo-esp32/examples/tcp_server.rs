@@ -11,10 +11,7 @@
 use echo_esp32::echo::{EchoServer, Screen, ServerConfig, Slot, DEFAULT_BUFFER_SIZE};
 use echo_esp32::{settings::parse_u16, Board, Credentials, NetMemory};
 
-const CREDENTIALS: Credentials = Credentials {
-    ssid: env!("SSID"),
-    password: env!("PASSWORD"),
-};
+const CREDENTIALS: Credentials = Credentials::new(env!("SSID"), env!("PASSWORD"));
 const PORT: u16 = parse_u16(env!("PORT"));
 /// The tutorial's `listen(3)`.
 const CLIENTS: usize = 3;

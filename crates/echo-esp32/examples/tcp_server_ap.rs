@@ -12,11 +12,11 @@ use echo_esp32::echo::{EchoServer, Screen, ServerConfig, Slot, DEFAULT_BUFFER_SI
 use echo_esp32::settings::{parse_channel, parse_u16, wpa2_password};
 use echo_esp32::{AccessPoint, Board, NetMemory};
 
-const AP: AccessPoint = AccessPoint {
-    ssid: env!("AP_SSID"),
-    password: wpa2_password(env!("AP_PASSWORD")),
-    channel: parse_channel(env!("AP_CHANNEL")),
-};
+const AP: AccessPoint = AccessPoint::new(
+    env!("AP_SSID"),
+    wpa2_password(env!("AP_PASSWORD")),
+    parse_channel(env!("AP_CHANNEL")),
+);
 const PORT: u16 = parse_u16(env!("PORT"));
 const CLIENTS: usize = 3;
 

@@ -16,6 +16,7 @@ use esp_rtos::CurrentThreadHandle;
 
 /// The network a station joins, from build-time env. Deliberately not `Debug`.
 #[derive(Clone, Copy)]
+#[non_exhaustive]
 pub struct Credentials {
     /// Network name.
     pub ssid: &'static str,
@@ -23,8 +24,16 @@ pub struct Credentials {
     pub password: &'static str,
 }
 
+impl Credentials {
+    /// The network `ssid` with `password` (empty: open).
+    pub const fn new(ssid: &'static str, password: &'static str) -> Self {
+        Credentials { ssid, password }
+    }
+}
+
 /// The network the board makes in access point mode. Deliberately not `Debug`.
 #[derive(Clone, Copy)]
+#[non_exhaustive]
 pub struct AccessPoint {
     /// Network name.
     pub ssid: &'static str,
@@ -32,6 +41,17 @@ pub struct AccessPoint {
     pub password: &'static str,
     /// 2.4 GHz channel, 1 to 13.
     pub channel: u8,
+}
+
+impl AccessPoint {
+    /// The network `ssid` with `password` (empty: open) on `channel`.
+    pub const fn new(ssid: &'static str, password: &'static str, channel: u8) -> Self {
+        AccessPoint {
+            ssid,
+            password,
+            channel,
+        }
+    }
 }
 
 /// Why the station is not connected.

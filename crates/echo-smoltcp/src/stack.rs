@@ -195,7 +195,7 @@ where
         options: TcpOptions,
         now: Instant,
     ) -> Result<Self, Error> {
-        const { assert!(N <= u16::MAX as usize, "at most 65535 pooled sockets") };
+        const { core::assert!(N <= u16::MAX as usize, "at most 65535 pooled sockets") };
         if storage.len() < N {
             return Err(Error::SocketSetFull);
         }

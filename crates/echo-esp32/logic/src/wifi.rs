@@ -3,40 +3,50 @@
 //! [`Station`] is fed the radio's association state once per loop and answers with an
 //! [`Action`]: start an attempt (which the firmware bounds by [`RetryPolicy::attempt_timeout`]),
 //! bring the network up, or tear it down because the link was lost. Failed attempts are retried
-//! forever, the wait doubling from [`RetryPolicy::first_backoff`] to
-//! [`RetryPolicy::max_backoff`], so a board left alone recovers when the access point returns.
+//! forever, the waits growing as [`RetryPolicy::backoff`] says (echo's [`Backoff`], the rule
+//! the echo roles use too), so a board left alone recovers when the access point returns.
+
+use echo::Backoff;
 
 use crate::{Duration, Instant};
 
 /// How hard the station tries.
+///
+/// Start from [`RetryPolicy::new`] (or `default()`) and change what differs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
-    /// How long one attempt may take before it is abandoned.
+    /// How long one attempt may take before it is abandoned. Default 15 s.
     pub attempt_timeout: Duration,
-    /// The wait after the first failed attempt; it doubles with each further failure.
-    pub first_backoff: Duration,
-    /// The longest wait between attempts.
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    /// 15 s per attempt, then waits of 1 s, 2 s, 4 s ... up to 30 s.
-    fn default() -> Self {
-        RetryPolicy {
-            attempt_timeout: Duration::from_secs(15),
-            first_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(30),
-        }
-    }
+    /// The waits between failed attempts. Default 1 s doubling up to 30 s.
+    pub backoff: Backoff,
 }
 
 impl RetryPolicy {
-    /// The wait after `failures` failed attempts in a row (at least 1).
-    pub fn backoff(&self, failures: u32) -> Duration {
-        let doublings = failures.saturating_sub(1).min(31);
-        self.first_backoff
-            .saturating_mul(1 << doublings)
-            .min(self.max_backoff)
+    /// 15 s per attempt, then waits of 1 s, 2 s, 4 s ... up to 30 s.
+    pub const fn new() -> Self {
+        RetryPolicy {
+            attempt_timeout: Duration::from_secs(15),
+            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(30)),
+        }
+    }
+
+    /// With [`attempt_timeout`](Self::attempt_timeout).
+    pub const fn with_attempt_timeout(mut self, attempt_timeout: Duration) -> Self {
+        self.attempt_timeout = attempt_timeout;
+        self
+    }
+
+    /// With [`backoff`](Self::backoff).
+    pub const fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy::new()
     }
 }
 
@@ -141,7 +151,7 @@ impl Station {
         if let State::Connecting { attempt } = self.state {
             self.set(State::Down {
                 failures: attempt,
-                retry_at: now + self.policy.backoff(attempt),
+                retry_at: now + self.policy.backoff.delay(attempt),
             });
         }
     }
@@ -164,11 +174,9 @@ mod tests {
     }
 
     fn policy() -> RetryPolicy {
-        RetryPolicy {
-            attempt_timeout: Duration::from_secs(10),
-            first_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(8),
-        }
+        RetryPolicy::new()
+            .with_attempt_timeout(Duration::from_secs(10))
+            .with_backoff(Backoff::new(Duration::from_secs(1), Duration::from_secs(8)))
     }
 
     #[test]
@@ -214,12 +222,10 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_and_saturates() {
-        let policy = policy();
-        let waits: std::vec::Vec<u64> = (1..=6).map(|n| policy.backoff(n).as_secs()).collect();
-        assert_eq!(waits, [1, 2, 4, 8, 8, 8]);
-        assert_eq!(policy.backoff(u32::MAX), Duration::from_secs(8));
-        assert_eq!(RetryPolicy::default().backoff(100), Duration::from_secs(30));
+    fn the_default_waits_up_to_30_s_between_attempts() {
+        let backoff = RetryPolicy::default().backoff;
+        assert_eq!(backoff.delay(1), Duration::from_secs(1));
+        assert_eq!(backoff.delay(100), Duration::from_secs(30));
     }
 
     #[test]
