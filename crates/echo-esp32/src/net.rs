@@ -1,15 +1,13 @@
 //! The smoltcp side: memory for the sockets, the stack over the radio, the access point's
 //! DHCP server on UDP port 67.
 
-use echo_esp32_logic::dhcp::{DhcpServer, PACKET_SIZE, SERVER_PORT};
+use echo_esp32_logic::dhcp::{self, DhcpServer, PACKET_SIZE, SERVER_PORT};
 use echo_smoltcp::smoltcp::{
     iface::{Config, SocketHandle, SocketStorage},
     socket::udp,
-    wire::{IpAddress, IpEndpoint},
 };
 use echo_smoltcp::{DriverDevice, Stack, TcpOptions};
 use esp_radio::wifi::Interface;
-use log::warn;
 
 /// Receive buffer (and so TCP window) of each pooled socket.
 pub const TCP_RX: usize = 1536;
@@ -97,25 +95,5 @@ pub(crate) fn serve_dhcp<const N: usize, const L: usize>(
     udp: SocketHandle,
     server: &mut DhcpServer<fn() -> u64, L>,
 ) -> bool {
-    let socket = stack.sockets_mut().get_mut::<udp::Socket>(udp);
-    let mut progress = false;
-    let mut request = [0u8; PACKET_SIZE];
-    let mut reply = [0u8; PACKET_SIZE];
-    loop {
-        let len = match socket.recv_slice(&mut request) {
-            Ok((len, _)) => len,
-            Err(udp::RecvError::Truncated) => {
-                warn!("dhcp: request longer than {} bytes ignored", PACKET_SIZE);
-                continue;
-            }
-            Err(udp::RecvError::Exhausted) => return progress,
-        };
-        progress = true;
-        if let Some(answer) = server.handle(&request[..len], &mut reply) {
-            let to = IpEndpoint::new(IpAddress::Ipv4(*answer.to.ip()), answer.to.port());
-            if let Err(e) = socket.send_slice(answer.packet, to) {
-                warn!("dhcp: reply not sent: {:?}", e);
-            }
-        }
-    }
+    dhcp::serve(stack.sockets_mut().get_mut::<udp::Socket>(udp), server)
 }

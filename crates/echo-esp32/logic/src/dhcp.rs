@@ -19,6 +19,10 @@ use edge_dhcp::{
     DhcpOption, MessageType, Options, Packet,
 };
 
+mod serve;
+
+pub use serve::serve;
+
 /// The UDP port the server listens on.
 pub const SERVER_PORT: u16 = 67;
 
