@@ -16,6 +16,10 @@ const LEASE_SECS: u32 = 60;
 /// Shorter than smoltcp's client waits before it sends a request again.
 const ONE_EXCHANGE: Duration = Duration::from_secs(4);
 
+fn ip(last: u8) -> Ipv4Address {
+    Ipv4Address::new(192, 168, 4, last)
+}
+
 /// Sends `packet` from handset `h` to `to` and returns the DHCP messages it received within
 /// 200 ms with the packet's transaction id.
 fn exchange(world: &mut World, h: usize, packet: &Packet, to: Ipv4Address) -> Vec<Message> {
@@ -153,4 +157,159 @@ fn an_ack_is_unicast_to_a_renewing_client() {
     );
     let sent = world.ap_replies().pop().unwrap();
     assert_eq!((sent.dst_ip, sent.dst_mac), (address, mac));
+}
+
+#[test]
+fn a_nak_carries_no_lease_time() {
+    let mut world = World::new(LEASE_SECS);
+    let p = world.join_phone(1);
+    world.run_until(ONE_EXCHANGE, |w| w.phones[p].lease.is_some());
+    let taken = world.phones[p].address().unwrap();
+
+    // INIT-REBOOT form: another client asks for the phone's address (no ciaddr).
+    let h = world.join_handset(1);
+    let mac = world.handsets[h].mac;
+    let nak = reply(
+        &mut world,
+        h,
+        &Packet::new(REQUEST, mac, 12).requested(taken),
+    )
+    .unwrap();
+    assert_eq!(nak.kind(), Some(NAK));
+    assert_eq!(nak.option(OPTION_LEASE_TIME), None, "option 51 in a NAK");
+    assert_eq!(nak.option(OPTION_SERVER_ID), Some(&AP_IP.octets()[..]));
+}
+
+#[test]
+fn a_declined_address_is_not_offered_again() {
+    let mut world = World::new(LEASE_SECS);
+    let h = world.join_handset(1);
+    let declined = lease(&mut world, h);
+    let mac = world.handsets[h].mac;
+
+    // Its ARP check found the address in use (e.g. a device with it set by hand).
+    let decline = Packet::new(DECLINE, mac, 3).requested(declined).server_id();
+    world.handsets[h].set_address(None);
+    assert!(
+        reply(&mut world, h, &decline).is_none(),
+        "DECLINE has no reply"
+    );
+
+    let offer = reply(&mut world, h, &Packet::new(DISCOVER, mac, 4)).expect("an OFFER");
+    assert_ne!(offer.yiaddr, declined);
+    assert!(in_pool(offer.yiaddr));
+    let other = a_new_phone_gets_an_address(&mut world, 1);
+    assert_ne!(other, declined);
+}
+
+#[test]
+fn a_declined_address_returns_after_the_hold() {
+    let mut world = World::with_pool(LEASE_SECS, POOL_FIRST);
+    let h = world.join_handset(1);
+    let only = lease(&mut world, h);
+    let mac = world.handsets[h].mac;
+    let decline = Packet::new(DECLINE, mac, 3).requested(only).server_id();
+    world.handsets[h].set_address(None);
+    assert!(reply(&mut world, h, &decline).is_none());
+
+    let discover = Packet::new(DISCOVER, mac, 4);
+    assert!(reply(&mut world, h, &discover).is_none(), "held back");
+    world.run_for(Duration::from_secs(601));
+    let offer = reply(&mut world, h, &discover).expect("an OFFER");
+    assert_eq!(offer.yiaddr, only);
+}
+
+#[test]
+fn pad_options_between_options_are_skipped() {
+    let mut world = World::new(LEASE_SECS);
+    let h = world.join_handset(1);
+    let mac = world.handsets[h].mac;
+    let discover = Packet::new(DISCOVER, mac, 1)
+        .raw(&[OPTION_PAD, OPTION_PAD])
+        .option(OPTION_PARAMETERS, &[1, 3])
+        .raw(&[OPTION_PAD]);
+    let offer = reply(&mut world, h, &discover).expect("an OFFER");
+    assert_eq!(offer.kind(), Some(OFFER));
+    assert!(in_pool(offer.yiaddr));
+}
+
+#[test]
+fn a_host_name_that_is_not_utf8_is_accepted() {
+    let mut world = World::new(LEASE_SECS);
+    let h = world.join_handset(1);
+    let mac = world.handsets[h].mac;
+    // "Café" in Latin-1.
+    let discover = Packet::new(DISCOVER, mac, 1).option(OPTION_HOST_NAME, b"Caf\xe9");
+    let offer = reply(&mut world, h, &discover).expect("an OFFER");
+    assert_eq!(offer.kind(), Some(OFFER));
+}
+
+#[test]
+fn a_message_option_that_is_not_utf8_is_accepted() {
+    let mut world = World::with_pool(LEASE_SECS, POOL_FIRST);
+    let h = world.join_handset(1);
+    let only = lease(&mut world, h);
+    let mac = world.handsets[h].mac;
+
+    // Option 56, the client's reason, in Latin-1 ("leaving, café closes").
+    let release = Packet::new(RELEASE, mac, 3)
+        .ciaddr(only)
+        .server_id()
+        .option(OPTION_MESSAGE, b"leaving, caf\xe9 closes");
+    world.handsets[h].send(&release.bytes(), AP_IP);
+    world.run_for(Duration::from_millis(200));
+    world.handsets[h].set_address(None);
+
+    assert_eq!(
+        a_new_phone_gets_an_address(&mut world, 1),
+        only,
+        "RELEASE ignored"
+    );
+}
+
+#[test]
+fn an_inform_gets_an_ack_with_the_network_settings_and_no_lease() {
+    let mut world = World::new(LEASE_SECS);
+    let h = world.join_handset(1);
+    let fixed = ip(100); // set by hand, outside the pool
+    world.handsets[h].set_address(Some(fixed));
+    let mac = world.handsets[h].mac;
+
+    let inform = Packet::new(INFORM, mac, 21)
+        .ciaddr(fixed)
+        .option(OPTION_PARAMETERS, &[1, 3]);
+    let replies = exchange(&mut world, h, &inform, AP_IP);
+    assert_eq!(
+        replies.iter().map(Message::kind).collect::<Vec<_>>(),
+        [Some(ACK)]
+    );
+    let ack = &replies[0];
+    assert_eq!(ack.yiaddr, Ipv4Address::UNSPECIFIED);
+    assert_eq!(ack.option(OPTION_LEASE_TIME), None);
+    assert_eq!(ack.option(OPTION_SERVER_ID), Some(&AP_IP.octets()[..]));
+    assert_eq!(ack.option(OPTION_ROUTER), Some(&AP_IP.octets()[..]));
+    assert_eq!(
+        ack.option(OPTION_SUBNET_MASK),
+        Some(&[255, 255, 255, 0][..])
+    );
+    let sent = world.ap_replies().pop().unwrap();
+    assert_eq!(sent.dst_ip, fixed);
+    assert!(
+        world.ap.server.leased().next().is_none(),
+        "INFORM leases nothing"
+    );
+}
+
+#[test]
+fn a_discover_is_offered_the_clients_lease_before_the_address_it_asks_for() {
+    let mut world = World::new(LEASE_SECS);
+    let h = world.join_handset(1);
+    let current = lease(&mut world, h);
+    let mac = world.handsets[h].mac;
+    let other = ip(7);
+    assert_ne!(current, other);
+
+    let discover = Packet::new(DISCOVER, mac, 4).requested(other);
+    let offer = reply(&mut world, h, &discover).expect("an OFFER");
+    assert_eq!(offer.yiaddr, current);
 }
