@@ -18,6 +18,20 @@
 //! - DECLINE (the client found the address in use) holds the address back from everyone for
 //!   [`DECLINE_HOLD_SECS`].
 //! - INFORM (a client with an address of its own) gets an ACK with the settings and no lease.
+//!
+//! Where replies go (RFC 2131, 4.1, for a server that no relay agent talks to): an OFFER or
+//! ACK to the client's `ciaddr` if it has one on this network (it answers ARP there), else by
+//! broadcast, as the client cannot receive unicast yet; a NAK always by broadcast, since its
+//! `ciaddr` may now be another client's. Packets with `giaddr` set are ignored: no relay agent
+//! serves the access point's network, and the pool is for that network only.
+//!
+//! Hostile packets. The access point may be open, so anyone in range can send anything; the
+//! server keeps working for everyone else: a packet that does not parse gets no answer; a
+//! forged `ciaddr` off the network gets at most a broadcast NAK; a reply to a `ciaddr` that
+//! never answers ARP cannot hold up other replies ([`serve`] explains how); a DECLINE only
+//! affects the sender's own address, for [`DECLINE_HOLD_SECS`]. What it cannot prevent is a
+//! client taking many addresses under many made-up MAC addresses (a WPA2 passphrase keeps
+//! strangers off the network).
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 use core::ops::RangeInclusive;
@@ -27,7 +41,7 @@ mod serve;
 pub mod wire;
 
 use leases::{Client, Leases};
-pub use serve::serve;
+pub use serve::{serve, sockets, SocketMemory};
 pub use wire::MessageType;
 use wire::{Answer, Request};
 
@@ -57,8 +71,8 @@ pub const DECLINE_HOLD_SECS: u32 = 600;
 /// What the server answers, and where to send it.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Reply<'a> {
-    /// Destination: the relay if there is one, the client's current address if it has one,
-    /// else the limited broadcast address (the client has no address to receive unicast on).
+    /// Destination: the client's address on this network if it has one (OFFER, ACK), else the
+    /// limited broadcast address (always for a NAK).
     pub to: SocketAddrV4,
     /// The encoded DHCP packet.
     pub packet: &'a [u8],
@@ -125,7 +139,7 @@ where
 
     /// Handles one datagram received on port 67; `None` if it gets no answer.
     ///
-    /// The reply is encoded into `out`, which should hold [`PACKET_SIZE`] bytes.
+    /// The reply is encoded into `out`, which must hold [`wire::REPLY_LEN`] bytes.
     pub fn handle<'o>(&mut self, datagram: &[u8], out: &'o mut [u8]) -> Option<Reply<'o>> {
         let request = match Request::parse(datagram) {
             Ok(request) => request,
@@ -134,6 +148,10 @@ where
                 return None;
             }
         };
+        if !request.giaddr.is_unspecified() {
+            warn!("dhcp: ignored a relayed packet (from {})", request.giaddr);
+            return None;
+        }
         if request.server_id.is_some_and(|server| server != self.ip) {
             return None;
         }
@@ -147,7 +165,7 @@ where
             answer.kind, answer.yiaddr, request.chaddr
         );
         Some(Reply {
-            to: destination(&request),
+            to: self.destination(&request, answer.kind),
             packet,
             kind: answer.kind,
             address: answer.yiaddr,
@@ -219,6 +237,26 @@ where
         })
     }
 
+    /// Where a reply of `kind` to `request` goes (see the module's documentation).
+    ///
+    /// A client without an address is answered by broadcast even when it clears the broadcast
+    /// bit: 4.1's alternative, unicast to `chaddr` and `yiaddr`, needs an ARP entry that smoltcp
+    /// does not let the server write.
+    fn destination(&self, request: &Request, kind: MessageType) -> SocketAddrV4 {
+        if kind != MessageType::Nak && self.on_link(request.ciaddr) {
+            SocketAddrV4::new(request.ciaddr, CLIENT_PORT)
+        } else {
+            SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT)
+        }
+    }
+
+    /// Whether `address` is another host's on the server's /24.
+    fn on_link(&self, address: Ipv4Addr) -> bool {
+        let [a, b, c, host] = address.octets();
+        let [x, y, z, _] = self.ip.octets();
+        [a, b, c] == [x, y, z] && host != 0 && host != 255 && address != self.ip
+    }
+
     fn decline(&mut self, request: &Request, client: Client, now: u64) {
         let Some(address) = request.requested_ip else {
             return;
@@ -230,20 +268,6 @@ where
                 address, client, DECLINE_HOLD_SECS
             );
         }
-    }
-}
-
-/// Where a reply to `request` goes (RFC 2131, 4.1).
-///
-/// The broadcast flag is not consulted: broadcasting whenever the client has no address is
-/// always deliverable.
-fn destination(request: &Request) -> SocketAddrV4 {
-    if !request.giaddr.is_unspecified() {
-        SocketAddrV4::new(request.giaddr, SERVER_PORT)
-    } else if !request.ciaddr.is_unspecified() {
-        SocketAddrV4::new(request.ciaddr, CLIENT_PORT)
-    } else {
-        SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT)
     }
 }
 
@@ -631,6 +655,62 @@ mod tests {
                 SocketAddrV4::new(FIRST, CLIENT_PORT)
             ))
         );
+    }
+
+    #[test]
+    fn a_nak_is_broadcast_even_to_a_client_with_an_address() {
+        let clock = Cell::new(0);
+        let mut server = server(&clock);
+        exchange(&mut server, request(PHONE, FIRST));
+        // The laptop claims the phone's address: a NAK to FIRST would reach the phone.
+        assert_eq!(
+            exchange(&mut server, renew(LAPTOP, FIRST)),
+            Some((MessageType::Nak, Ipv4Addr::UNSPECIFIED, BROADCAST))
+        );
+    }
+
+    #[test]
+    fn a_client_address_off_this_network_is_answered_by_broadcast() {
+        let clock = Cell::new(0);
+        let mut server = server(&clock);
+        for elsewhere in [
+            Ipv4Addr::new(172, 16, 0, 5),
+            Ipv4Addr::new(192, 168, 5, 2),
+            Ipv4Addr::new(192, 168, 4, 255),
+            Ipv4Addr::new(192, 168, 4, 0),
+            SERVER,
+        ] {
+            let inform = client_packet(
+                PHONE,
+                Some(elsewhere),
+                &[DhcpOption::MessageType(Type::Inform)],
+            );
+            assert_eq!(
+                exchange(&mut server, inform),
+                Some((MessageType::Ack, Ipv4Addr::UNSPECIFIED, BROADCAST)),
+                "{elsewhere}"
+            );
+        }
+        assert_eq!(
+            exchange(&mut server, renew(PHONE, Ipv4Addr::new(172, 16, 0, 5))),
+            Some((MessageType::Nak, Ipv4Addr::UNSPECIFIED, BROADCAST))
+        );
+    }
+
+    #[test]
+    fn relayed_packets_get_no_answer() {
+        let clock = Cell::new(0);
+        let mut server = server(&clock);
+        for relay in [Ipv4Addr::new(10, 9, 9, 9), Ipv4Addr::new(192, 168, 4, 200)] {
+            for (packet, len) in [discover(PHONE), request(PHONE, FIRST)] {
+                let mut relayed = Packet::decode(&packet[..len]).unwrap();
+                relayed.giaddr = relay;
+                let mut buf = [0u8; PACKET_SIZE];
+                let len = relayed.encode(&mut buf).unwrap().len();
+                assert_eq!(exchange(&mut server, (buf, len)), None, "{relay}");
+            }
+        }
+        assert_eq!(server.leased().count(), 0);
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod air;
 
 use air::*;
 use smoltcp::time::Duration;
-use smoltcp::wire::Ipv4Address;
+use smoltcp::wire::{EthernetAddress, Ipv4Address};
 
 const LEASE_SECS: u32 = 60;
 /// Shorter than smoltcp's client waits before it sends a request again.
@@ -78,7 +78,7 @@ fn phones_joining_at_once_get_different_addresses() {
     for id in 1..=4 {
         world.join_phone(id);
     }
-    let all = world.run_until(Duration::from_secs(30), |w| {
+    let all = world.run_until(ONE_EXCHANGE, |w| {
         w.phones.iter().all(|phone| phone.lease.is_some())
     });
     assert!(
@@ -86,6 +86,13 @@ fn phones_joining_at_once_get_different_addresses() {
         "{:?}",
         world.phones.iter().map(|p| p.lease).collect::<Vec<_>>()
     );
+    for p in 0..4 {
+        assert_eq!(
+            world.dhcp_packets_from_phone(p),
+            2,
+            "phone {p}: one exchange"
+        );
+    }
 
     let mut addresses: Vec<_> = world.phones.iter().map(|p| p.address().unwrap()).collect();
     assert!(addresses.iter().all(|a| in_pool(*a)), "{addresses:?}");
@@ -143,6 +150,88 @@ fn a_released_address_goes_to_the_next_client() {
 }
 
 #[test]
+fn a_nak_to_an_unroutable_client_address_does_not_stop_the_server() {
+    let mut world = World::new(LEASE_SECS);
+    let h = world.join_handset(1);
+    let mac = world.handsets[h].mac;
+    // A REQUEST in the RENEWING form (ciaddr, no requested address) from off the network.
+    let request = Packet::new(REQUEST, mac, 7).ciaddr(Ipv4Address::new(172, 16, 0, 5));
+    world.handsets[h].send(&request.bytes(), Ipv4Address::BROADCAST);
+    world.run_for(Duration::from_millis(200));
+
+    let address = a_new_phone_gets_an_address(&mut world, 1);
+    assert!(in_pool(address));
+}
+
+#[test]
+fn a_relayed_packet_does_not_stop_the_server() {
+    let mut world = World::new(LEASE_SECS);
+    let h = world.join_handset(1);
+    let mac = world.handsets[h].mac;
+    for (xid, relay) in [(1, Ipv4Address::new(10, 9, 9, 9)), (2, ip(200))] {
+        let discover = Packet::new(DISCOVER, mac, xid).giaddr(relay);
+        world.handsets[h].send(&discover.bytes(), Ipv4Address::BROADCAST);
+        world.run_for(Duration::from_millis(200));
+    }
+    a_new_phone_gets_an_address(&mut world, 1);
+}
+
+#[test]
+fn a_renewing_client_that_left_before_its_ack_does_not_stop_the_server() {
+    let mut world = World::new(LEASE_SECS);
+    let h = world.join_handset(1);
+    let address = lease(&mut world, h);
+    let mac = world.handsets[h].mac;
+
+    // It renews by unicast with the AP's MAC from its cache (so the AP never saw it ask ARP),
+    // then is gone before the ACK: its ARP replies are lost.
+    world.air.borrow_mut().deafen(address);
+    let renew = Packet::new(REQUEST, mac, 9).ciaddr(address);
+    world.handsets[h].send_unicast_without_arp(&renew.bytes(), AP_IP, Ap::MAC);
+    world.run_for(Duration::from_millis(200));
+    assert!(world.ap.unsent() > 0, "the ACK waits for an ARP answer");
+
+    let other = a_new_phone_gets_an_address(&mut world, 1);
+    assert_ne!(other, address);
+    // And the one after, a while later.
+    world.run_for(Duration::from_secs(5));
+    a_new_phone_gets_an_address(&mut world, 2);
+
+    // A client that renews by unicast and answers ARP gets its ACK: it replaces the stale one.
+    let h2 = world.join_handset(2);
+    let second = lease(&mut world, h2);
+    let mac2 = world.handsets[h2].mac;
+    let renew = Packet::new(REQUEST, mac2, 10).ciaddr(second);
+    world.handsets[h2].send(&renew.bytes(), AP_IP);
+    let acked = world.run_until(ONE_EXCHANGE, |w| {
+        w.handsets[h2]
+            .inbox
+            .iter()
+            .any(|received| Message::parse(&received.payload).xid == 10)
+    });
+    assert!(acked, "no ACK for the live client's renewal");
+    assert_eq!(world.ap.unsent(), 0);
+}
+
+#[test]
+fn a_rebinding_client_that_never_answers_arp_does_not_stop_the_server() {
+    let mut world = World::new(LEASE_SECS);
+    let h = world.join_handset(1);
+    let address = lease(&mut world, h);
+    let mac = world.handsets[h].mac;
+
+    // REBINDING: the REQUEST is broadcast with ciaddr set; the client never answers ARP.
+    world.air.borrow_mut().deafen(address);
+    let rebind = Packet::new(REQUEST, mac, 9).ciaddr(address);
+    world.handsets[h].send(&rebind.bytes(), Ipv4Address::BROADCAST);
+    world.run_for(Duration::from_millis(200));
+    assert!(world.ap.unsent() > 0, "the ACK waits for an ARP answer");
+
+    let other = a_new_phone_gets_an_address(&mut world, 1);
+    assert_ne!(other, address);
+}
+
+#[test]
 fn an_ack_is_unicast_to_a_renewing_client() {
     let mut world = World::new(LEASE_SECS);
     let h = world.join_handset(1);
@@ -157,6 +246,40 @@ fn an_ack_is_unicast_to_a_renewing_client() {
     );
     let sent = world.ap_replies().pop().unwrap();
     assert_eq!((sent.dst_ip, sent.dst_mac), (address, mac));
+}
+
+#[test]
+fn a_nak_is_broadcast_without_a_lease_time() {
+    let mut world = World::new(LEASE_SECS);
+    let p = world.join_phone(1);
+    world.run_until(ONE_EXCHANGE, |w| w.phones[p].lease.is_some());
+    let taken = world.phones[p].address().unwrap();
+
+    // Another client claims the phone's address, in the REBINDING form (broadcast, ciaddr).
+    let h = world.join_handset(1);
+    let mac = world.handsets[h].mac;
+    let request = Packet::new(REQUEST, mac, 11).ciaddr(taken);
+    let replies = exchange(&mut world, h, &request, Ipv4Address::BROADCAST);
+    assert_eq!(
+        replies.iter().map(Message::kind).collect::<Vec<_>>(),
+        [Some(NAK)]
+    );
+    assert_eq!(
+        replies[0].option(OPTION_LEASE_TIME),
+        None,
+        "option 51 in a NAK"
+    );
+    assert_eq!(replies[0].yiaddr, Ipv4Address::UNSPECIFIED);
+
+    let sent = world.ap_replies().pop().unwrap();
+    assert_eq!(
+        (sent.dst_ip, sent.dst_mac, sent.dst_port),
+        (Ipv4Address::BROADCAST, EthernetAddress::BROADCAST, 68)
+    );
+    // The phone whose address it was keeps it.
+    world.run_for(Duration::from_secs(1));
+    assert_eq!(world.phones[p].address(), Some(taken));
+    assert_eq!(world.phones[p].lost, 0);
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! A Wi-Fi access point and its phones as smoltcp interfaces sharing one simulated channel
 //! ("the air"), in virtual time.
 //!
-//! - [`Ap`]: 192.168.4.1/24 with a UDP socket bound to port 67 (buffers as in the firmware),
-//!   served by `dhcp::serve` after each poll of its interface, as the firmware's loop does.
+//! - [`Ap`]: 192.168.4.1/24 with the DHCP server's sockets made and added as the firmware does
+//!   (`dhcp::sockets`), served by `dhcp::serve` after each poll of its interface, as the
+//!   firmware's loop does.
 //! - [`Phone`]: smoltcp's own DHCP client, the well-behaved phone.
 //! - [`Handset`]: a UDP socket on port 68 that sends hand-made DHCP packets (any field, any
 //!   option bytes) and keeps what it receives: the hostile or unusual peer.
@@ -19,7 +20,7 @@ use std::rc::Rc;
 use echo_esp32_logic::dhcp::{self, DhcpServer};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, ChecksumCapabilities, Device, DeviceCapabilities, Medium};
-use smoltcp::socket::{dhcpv4, udp};
+use smoltcp::socket::{dhcpv4, udp, AnySocket};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, DhcpPacket, EthernetAddress, EthernetFrame, EthernetProtocol,
@@ -33,9 +34,6 @@ pub const AP_IP: Ipv4Address = Ipv4Address::new(192, 168, 4, 1);
 pub const POOL_FIRST: Ipv4Address = Ipv4Address::new(192, 168, 4, 2);
 pub const POOL_LAST: Ipv4Address = Ipv4Address::new(192, 168, 4, 11);
 pub const POOL_SIZE: usize = 10;
-/// The firmware's DHCP socket: 2 packets of 576 bytes each way.
-const DHCP_PACKETS: usize = 2;
-const PACKET_SIZE: usize = 576;
 
 /// Simulated time advances by this much per step; every station is polled once a step.
 pub const STEP: Duration = Duration::from_millis(5);
@@ -177,7 +175,8 @@ pub struct Ap {
     radio: Radio,
     iface: Interface,
     sockets: SocketSet<'static>,
-    udp: SocketHandle,
+    main: SocketHandle,
+    unicast: SocketHandle,
     pub server: DhcpServer<Clock, POOL_SIZE>,
 }
 
@@ -186,13 +185,24 @@ impl Ap {
 
     fn poll(&mut self, now: Instant) {
         self.iface.poll(now, &mut self.radio, &mut self.sockets);
-        let socket = self.sockets.get_mut::<udp::Socket>(self.udp);
-        dhcp::serve(socket, &mut self.server);
+        // The two sockets at once, as the firmware's net::serve_dhcp gets them.
+        let (mut main, mut unicast) = (None, None);
+        for (handle, socket) in self.sockets.iter_mut() {
+            match udp::Socket::downcast_mut(socket) {
+                Some(socket) if handle == self.main => main = Some(socket),
+                Some(socket) => unicast = Some(socket),
+                None => {}
+            }
+        }
+        dhcp::serve(main.unwrap(), unicast.unwrap(), &mut self.server);
     }
 
-    /// Bytes waiting in the DHCP socket's transmit queue.
+    /// Bytes waiting in the DHCP sockets' transmit queues.
     pub fn unsent(&self) -> usize {
-        self.sockets.get::<udp::Socket>(self.udp).send_queue()
+        [self.main, self.unicast]
+            .iter()
+            .map(|&handle| self.sockets.get::<udp::Socket>(handle).send_queue())
+            .sum()
     }
 }
 
@@ -362,18 +372,10 @@ impl World {
         let mut iface = interface(&mut radio, Ap::MAC, now);
         set_ipv4(&mut iface, Some(Ipv4Cidr::new(AP_IP, 24)));
         let mut sockets = SocketSet::new(vec![]);
-        let mut socket = udp::Socket::new(
-            udp::PacketBuffer::new(
-                vec![udp::PacketMetadata::EMPTY; DHCP_PACKETS],
-                vec![0; DHCP_PACKETS * PACKET_SIZE],
-            ),
-            udp::PacketBuffer::new(
-                vec![udp::PacketMetadata::EMPTY; DHCP_PACKETS],
-                vec![0; DHCP_PACKETS * PACKET_SIZE],
-            ),
-        );
-        socket.bind(67).unwrap();
-        let udp = sockets.add(socket);
+        let memory = Box::leak(Box::new(dhcp::SocketMemory::new()));
+        let (main, unicast) = dhcp::sockets(memory);
+        let main = sockets.add(main);
+        let unicast = sockets.add(unicast);
         let clock = seconds.clone();
         let server = DhcpServer::new(
             Box::new(move || clock.get()) as Clock,
@@ -389,7 +391,8 @@ impl World {
                 radio,
                 iface,
                 sockets,
-                udp,
+                main,
+                unicast,
                 server,
             },
             phones: Vec::new(),
