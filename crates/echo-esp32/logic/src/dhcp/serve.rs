@@ -14,20 +14,21 @@
 //! - the unicast socket sends the unicast replies, one at a time: a reply still unsent when the
 //!   next unicast reply is ready is dropped for it, by closing and re-binding the socket (the
 //!   only way smoltcp offers to empty a send queue; the socket receives nothing, so nothing
-//!   else is lost). A client that does answer ARP has its reply within milliseconds.
+//!   else is lost). A client that does answer ARP has its reply as soon as it does.
 //!
-//! A reply that cannot be delivered is lost (its client, if any, asks again) and never delays
-//! another client's.
+//! A reply that cannot be delivered is lost (its client, if any, asks again). It never holds
+//! up a broadcast reply, and delays the next unicast reply by at most the second smoltcp waits
+//! before it tries that socket again. Until it is replaced, smoltcp asks ARP for its address
+//! once a second.
 
 use smoltcp::socket::udp;
 use smoltcp::wire::{IpAddress, IpEndpoint};
 
 use super::{wire::REPLY_LEN, DhcpServer, Reply, PACKET_SIZE, SERVER_PORT};
 
-/// Requests the main socket keeps queued between two turns (smaller clients' packets fit
-/// more of them in its [`PACKET_SIZE`]-long slots).
+/// Requests the main socket holds between two turns: four of the usual ~300 bytes, at least
+/// two of the largest ([`PACKET_SIZE`]).
 const REQUESTS: usize = 4;
-/// Bytes for them: room for two requests of the largest size, more of the usual ~300 bytes.
 const REQUEST_BYTES: usize = 2 * PACKET_SIZE;
 /// Broadcast replies queued between two polls of the interface.
 const BROADCASTS: usize = 2;
