@@ -1,27 +1,22 @@
 //! The smoltcp side: memory for the sockets, the stack over the radio, the access point's
 //! DHCP server on UDP port 67.
 
-use echo_esp32_logic::dhcp::{DhcpServer, PACKET_SIZE, SERVER_PORT};
+use echo_esp32_logic::dhcp::{self, DhcpServer};
 use echo_smoltcp::smoltcp::{
     iface::{Config, SocketHandle, SocketStorage},
-    socket::udp,
-    wire::{IpAddress, IpEndpoint},
+    socket::{udp, AnySocket},
 };
 use echo_smoltcp::{DriverDevice, Stack, TcpOptions};
 use esp_radio::wifi::Interface;
-use log::warn;
 
 /// Receive buffer (and so TCP window) of each pooled socket.
 pub const TCP_RX: usize = 1536;
 /// Transmit buffer of each pooled socket.
 pub const TCP_TX: usize = 1536;
 
-/// SocketSet entries: up to 6 pooled TCP sockets, the DHCP client or server, one spare.
+/// SocketSet entries: up to 6 pooled TCP sockets, and the DHCP client (station) or the DHCP
+/// server's two sockets (access point).
 const STORAGE: usize = 8;
-
-/// Requests the DHCP server keeps queued, and the bytes for them.
-const DHCP_PACKETS: usize = 2;
-const DHCP_BYTES: usize = DHCP_PACKETS * PACKET_SIZE;
 
 /// The stack the examples' echo roles run on: `N` pooled TCP sockets over the Wi-Fi interface.
 pub type Net<'a, const N: usize> = Stack<'a, DriverDevice<Interface>, N>;
@@ -31,10 +26,8 @@ pub type Net<'a, const N: usize> = Stack<'a, DriverDevice<Interface>, N>;
 pub struct NetMemory<'a, const N: usize> {
     storage: [SocketStorage<'a>; STORAGE],
     tcp: [[u8; TCP_RX + TCP_TX]; N],
-    udp_rx_meta: [udp::PacketMetadata; DHCP_PACKETS],
-    udp_rx: [u8; DHCP_BYTES],
-    udp_tx_meta: [udp::PacketMetadata; DHCP_PACKETS],
-    udp_tx: [u8; DHCP_BYTES],
+    /// Filled in by the access point only: a station's `main` has no code to initialise it.
+    dhcp: Option<dhcp::SocketMemory>,
 }
 
 impl<const N: usize> NetMemory<'_, N> {
@@ -44,10 +37,7 @@ impl<const N: usize> NetMemory<'_, N> {
         NetMemory {
             storage: [SocketStorage::EMPTY; STORAGE],
             tcp: [[0; TCP_RX + TCP_TX]; N],
-            udp_rx_meta: [udp::PacketMetadata::EMPTY; DHCP_PACKETS],
-            udp_rx: [0; DHCP_BYTES],
-            udp_tx_meta: [udp::PacketMetadata::EMPTY; DHCP_PACKETS],
-            udp_tx: [0; DHCP_BYTES],
+            dhcp: None,
         }
     }
 }
@@ -58,20 +48,14 @@ impl<const N: usize> Default for NetMemory<'_, N> {
     }
 }
 
-/// The stack over `interface`, and the DHCP server's UDP socket bound to port 67 if asked.
+/// The stack over `interface`, and the DHCP server's sockets if asked (the handle is the main
+/// one's; the unicast one is the stack's other UDP socket).
 pub(crate) fn stack<'a, const N: usize>(
     interface: Interface,
     memory: &'a mut NetMemory<'a, N>,
     dhcp_server: bool,
 ) -> (Net<'a, N>, Option<SocketHandle>) {
-    let NetMemory {
-        storage,
-        tcp,
-        udp_rx_meta,
-        udp_rx,
-        udp_tx_meta,
-        udp_tx,
-    } = memory;
+    let NetMemory { storage, tcp, dhcp } = memory;
     let device = DriverDevice::new(interface).expect("the Wi-Fi interface is Ethernet");
     let mut config = Config::new(device.hardware_address());
     let rng = esp_hal::rng::Rng::new();
@@ -81,41 +65,35 @@ pub(crate) fn stack<'a, const N: usize>(
     let mut stack = Stack::new(device, config, storage, buffers, TcpOptions::default(), now)
         .expect("the socket table holds the pool");
     let udp = dhcp_server.then(|| {
-        let mut socket = udp::Socket::new(
-            udp::PacketBuffer::new(&mut udp_rx_meta[..], &mut udp_rx[..]),
-            udp::PacketBuffer::new(&mut udp_tx_meta[..], &mut udp_tx[..]),
-        );
-        socket.bind(SERVER_PORT).expect("port 67 is free");
-        stack.add_socket(socket).expect("the socket table has room")
+        // In this order: smoltcp hands a datagram to the first socket bound to its port.
+        let (main, unicast) = dhcp::sockets(dhcp.insert(dhcp::SocketMemory::new()));
+        let main = stack.add_socket(main).expect("the socket table has room");
+        stack
+            .add_socket(unicast)
+            .expect("the socket table has room");
+        main
     });
     (stack, udp)
 }
 
-/// Answers the DHCP requests that arrived; returns whether any did.
+/// Answers the DHCP requests that arrived; returns whether any did. `udp` is the main socket of
+/// the two `stack` made for the server.
 pub(crate) fn serve_dhcp<const N: usize, const L: usize>(
     stack: &mut Net<'_, N>,
     udp: SocketHandle,
     server: &mut DhcpServer<fn() -> u64, L>,
 ) -> bool {
-    let socket = stack.sockets_mut().get_mut::<udp::Socket>(udp);
-    let mut progress = false;
-    let mut request = [0u8; PACKET_SIZE];
-    let mut reply = [0u8; PACKET_SIZE];
-    loop {
-        let len = match socket.recv_slice(&mut request) {
-            Ok((len, _)) => len,
-            Err(udp::RecvError::Truncated) => {
-                warn!("dhcp: request longer than {} bytes ignored", PACKET_SIZE);
-                continue;
-            }
-            Err(udp::RecvError::Exhausted) => return progress,
-        };
-        progress = true;
-        if let Some(answer) = server.handle(&request[..len], &mut reply) {
-            let to = IpEndpoint::new(IpAddress::Ipv4(*answer.to.ip()), answer.to.port());
-            if let Err(e) = socket.send_slice(answer.packet, to) {
-                warn!("dhcp: reply not sent: {:?}", e);
-            }
+    // The access point's only UDP sockets: `udp` and, added after it, the unicast one.
+    let (mut main, mut unicast) = (None, None);
+    for (handle, socket) in stack.sockets_mut().iter_mut() {
+        match udp::Socket::downcast_mut(socket) {
+            Some(socket) if handle == udp => main = Some(socket),
+            Some(socket) => unicast = Some(socket),
+            None => {}
         }
+    }
+    match (main, unicast) {
+        (Some(main), Some(unicast)) => dhcp::serve(main, unicast, server),
+        _ => false,
     }
 }

@@ -1,8 +1,9 @@
 //! The part of the `echo-esp32` firmware that needs no chip, tested on the host.
 //!
 //! - [`address`]: whether the echo role must start over because the board's address changed.
-//! - [`dhcp`]: the DHCP server of the soft access point (`tcp_server_ap`), a lease pool over
-//!   edge-dhcp's sans-io server; it turns a received datagram into the reply and where to send it.
+//! - [`dhcp`]: the DHCP server of the soft access point (`tcp_server_ap`): a lease pool that
+//!   turns a received datagram into the reply and where to send it, and [`dhcp::serve`], which
+//!   runs it on the firmware's smoltcp UDP sockets.
 //! - [`oled`]: the 128x64 SSD1306 in buffered graphics mode on any `embedded-hal` I2C bus, a
 //!   flush pacer, and [`oled::CountingI2c`], a bus that counts what a flush puts on the wire.
 //! - [`wifi`]: when to (re)connect the station: attempt timeout, retries with backoff, link loss.
@@ -10,7 +11,7 @@
 //! - [`text`]: [`text::ShortText`], a fixed-size status line for logs and the screen.
 //!
 //! The firmware (`crates/echo-esp32`) owns the chip: it feeds these types the clock, the radio's
-//! link state and the UDP socket.
+//! link state and the UDP sockets.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -26,4 +27,4 @@ pub mod text;
 pub mod wifi;
 
 pub use echo::{Duration, Instant};
-pub use {edge_dhcp, ssd1306};
+pub use {smoltcp, ssd1306};
