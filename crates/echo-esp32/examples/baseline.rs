@@ -12,7 +12,6 @@ use echo::embedded_graphics::{
     prelude::*,
     text::Text,
 };
-use echo_esp32_logic::oled::{oled, DisplayConfig};
 use echo_smoltcp::smoltcp::{
     iface::{Config as IfaceConfig, Interface as Iface, SocketSet, SocketStorage},
     socket::{dhcpv4, tcp},
@@ -26,6 +25,7 @@ use esp_hal::{clock::CpuClock, i2c::master::I2c, main, time::Rate, timer::timg::
 use esp_radio::wifi::{
     sta::StationConfig, AuthenticationMethodConfig, Config, Interface, WifiController,
 };
+use ssd1306::{prelude::*, size::DisplaySize128x64, I2CDisplayInterface, Ssd1306};
 
 esp_bootloader_esp_idf::esp_app_desc!();
 
@@ -50,12 +50,16 @@ fn main() -> ! {
 
     let config = esp_hal::i2c::master::Config::default().with_frequency(Rate::from_khz(400));
     let (sda, scl) = include!(concat!(env!("OUT_DIR"), "/oled_pins.rs"));
-    let mut display = oled(
-        I2c::new(peripherals.I2C0, config)
-            .unwrap()
-            .with_sda(sda)
-            .with_scl(scl),
-    );
+    let i2c = I2c::new(peripherals.I2C0, config)
+        .unwrap()
+        .with_sda(sda)
+        .with_scl(scl);
+    let mut display = Ssd1306::new(
+        I2CDisplayInterface::new(i2c),
+        DisplaySize128x64,
+        DisplayRotation::Rotate0,
+    )
+    .into_buffered_graphics_mode();
     display.init().ok();
 
     let mut wifi = WifiController::new(peripherals.WIFI, Default::default()).unwrap();

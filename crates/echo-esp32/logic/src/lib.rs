@@ -4,8 +4,8 @@
 //! - [`dhcp`]: the DHCP server of the soft access point (`tcp_server_ap`): a lease pool that
 //!   turns a received datagram into the reply and where to send it, and [`dhcp::serve`], which
 //!   runs it on the firmware's smoltcp UDP sockets.
-//! - [`oled`]: the 128x64 SSD1306 in buffered graphics mode on any `embedded-hal` I2C bus, a
-//!   flush pacer, and [`oled::CountingI2c`], a bus that counts what a flush puts on the wire.
+//! - [`oled`]: the panel (SSD1306 or SH1106, through `echo-oled`) as the loop drives it: a new
+//!   picture at most every 50 ms, sent one page per loop turn, a failing panel retried.
 //! - [`wifi`]: when to (re)connect the station: attempt timeout, retries with backoff, link loss.
 //! - [`settings`]: `const fn` parsers for the settings the examples take from build-time env.
 //! - [`text`]: [`text::ShortText`], a fixed-size status line for logs and the screen.
@@ -27,4 +27,4 @@ pub mod text;
 pub mod wifi;
 
 pub use echo::{Duration, Instant};
-pub use {smoltcp, ssd1306};
+pub use {echo_oled, smoltcp};
