@@ -40,7 +40,7 @@ mod leases;
 mod serve;
 pub mod wire;
 
-use leases::{Client, Leases};
+use leases::{Client, Leases, Mac};
 pub use serve::{serve, sockets, SocketMemory};
 pub use wire::MessageType;
 use wire::{Answer, Request};
@@ -161,8 +161,10 @@ where
             return None;
         };
         info!(
-            "dhcp: {} {} to {:02x?}",
-            answer.kind, answer.yiaddr, request.chaddr
+            "dhcp: {} {} to {}",
+            answer.kind,
+            answer.yiaddr,
+            Mac(request.chaddr)
         );
         Some(Reply {
             to: self.destination(&request, answer.kind),
@@ -206,7 +208,7 @@ where
             .or(requested)
             .or_else(|| self.leases.unused(now))
         else {
-            warn!("dhcp: no free address for {:02x?}", client);
+            warn!("dhcp: no free address for {}", Mac(client));
             return None;
         };
         self.leases
@@ -264,8 +266,10 @@ where
         let until = now + u64::from(DECLINE_HOLD_SECS);
         if self.leases.decline(address, client, until) {
             warn!(
-                "dhcp: {} declined by {:02x?}: in use by another host? Held back {} s",
-                address, client, DECLINE_HOLD_SECS
+                "dhcp: {} declined by {}: in use by another host? Held back {} s",
+                address,
+                Mac(client),
+                DECLINE_HOLD_SECS
             );
         }
     }

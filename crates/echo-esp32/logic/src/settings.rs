@@ -16,14 +16,14 @@ use core::net::Ipv4Addr;
 /// (At compile time in a `const`.) If `text` is empty, has a non-digit or exceeds `max`.
 pub const fn parse_number(text: &str, max: u32) -> u32 {
     let bytes = text.as_bytes();
-    assert!(!bytes.is_empty(), "empty number");
+    core::assert!(!bytes.is_empty(), "empty number");
     let mut value: u32 = 0;
     let mut i = 0;
     while i < bytes.len() {
         let digit = bytes[i];
-        assert!(digit.is_ascii_digit(), "not a decimal number");
+        core::assert!(digit.is_ascii_digit(), "not a decimal number");
         value = value * 10 + (digit - b'0') as u32;
-        assert!(value <= max, "number out of range");
+        core::assert!(value <= max, "number out of range");
         i += 1;
     }
     value
@@ -35,7 +35,7 @@ pub const fn parse_number(text: &str, max: u32) -> u32 {
 /// See [`parse_number`]; also if the port is 0.
 pub const fn parse_u16(text: &str) -> u16 {
     let value = parse_number(text, u16::MAX as u32);
-    assert!(value != 0, "port 0");
+    core::assert!(value != 0, "port 0");
     value as u16
 }
 
@@ -45,7 +45,7 @@ pub const fn parse_u16(text: &str) -> u16 {
 /// See [`parse_number`]; also outside `1..=13`.
 pub const fn parse_channel(text: &str) -> u8 {
     let value = parse_number(text, 13);
-    assert!(value != 0, "channel 0");
+    core::assert!(value != 0, "channel 0");
     value as u8
 }
 
@@ -61,19 +61,19 @@ pub const fn parse_ipv4(text: &str) -> Ipv4Addr {
     let mut i = 0;
     while i <= bytes.len() {
         if i == bytes.len() || bytes[i] == b'.' {
-            assert!(octet < 4, "more than four numbers");
+            core::assert!(octet < 4, "more than four numbers");
             let (_, rest) = bytes.split_at(start);
             let (field, _) = rest.split_at(i - start);
             octets[octet] = match core::str::from_utf8(field) {
                 Ok(field) => parse_number(field, 255) as u8,
-                Err(_) => panic!("not ASCII"),
+                Err(_) => core::panic!("not ASCII"),
             };
             octet += 1;
             start = i + 1;
         }
         i += 1;
     }
-    assert!(octet == 4, "fewer than four numbers");
+    core::assert!(octet == 4, "fewer than four numbers");
     Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3])
 }
 
@@ -83,7 +83,7 @@ pub const fn parse_ipv4(text: &str) -> Ipv4Addr {
 /// (At compile time in a `const`.) For any other length.
 pub const fn wpa2_password(text: &str) -> &str {
     let len = text.len();
-    assert!(
+    core::assert!(
         len == 0 || (len >= 8 && len <= 63),
         "a WPA2 passphrase has 8 to 63 characters (or none, for an open network)"
     );
@@ -108,19 +108,19 @@ mod tests {
 
     #[test]
     fn rejects_bad_numbers() {
-        assert!(panics(|| {
+        core::assert!(panics(|| {
             parse_u16("65536");
         }));
-        assert!(panics(|| {
+        core::assert!(panics(|| {
             parse_u16("0");
         }));
-        assert!(panics(|| {
+        core::assert!(panics(|| {
             parse_u16("");
         }));
-        assert!(panics(|| {
+        core::assert!(panics(|| {
             parse_u16("80a");
         }));
-        assert!(panics(|| {
+        core::assert!(panics(|| {
             parse_channel("14");
         }));
     }
@@ -129,10 +129,10 @@ mod tests {
     fn wpa2_passwords_are_empty_or_8_to_63_characters() {
         assert_eq!(wpa2_password(""), "");
         assert_eq!(wpa2_password("12345678"), "12345678");
-        assert!(panics(|| {
+        core::assert!(panics(|| {
             wpa2_password("1234567");
         }));
-        assert!(panics(|| {
+        core::assert!(panics(|| {
             wpa2_password(&"x".repeat(64));
         }));
     }
@@ -153,7 +153,7 @@ mod tests {
             "a.b.c.d",
             "",
         ] {
-            assert!(
+            core::assert!(
                 panics(move || {
                     parse_ipv4(bad);
                 }),

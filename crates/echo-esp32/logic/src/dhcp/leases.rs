@@ -9,6 +9,34 @@ use core::net::Ipv4Addr;
 /// A client's MAC address.
 pub type Client = [u8; 6];
 
+/// A MAC address as text for the logs: `02:00:00:00:00:01`.
+#[derive(Clone, Copy)]
+pub struct Mac(pub Client);
+
+impl core::fmt::Display for Mac {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Mac {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        let [a, b, c, d, e, g] = self.0;
+        defmt::write!(
+            f,
+            "{=u8:02x}:{=u8:02x}:{=u8:02x}:{=u8:02x}:{=u8:02x}:{=u8:02x}",
+            a,
+            b,
+            c,
+            d,
+            e,
+            g
+        )
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Slot {
     Free,

@@ -51,6 +51,7 @@ const MASK: [u8; 4] = [255, 255, 255, 0];
 
 /// A DHCP message type (option 53, RFC 2132 section 9.6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum MessageType {
     /// A client looks for servers.
     Discover = 1,
@@ -103,6 +104,7 @@ impl fmt::Display for MessageType {
 
 /// Why a packet was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Malformed {
     /// Shorter than the fixed fields and the cookie.
     TooShort,
