@@ -78,7 +78,7 @@ impl fmt::Display for ConnectFailure {
 
 /// The reasons a user can act on when joining fails (wrong network name, wrong password, out
 /// of range); the others show as `refused`. `DisconnectReason`'s `Debug` would name all 61,
-/// at 1.5 KB of flash.
+/// in more flash than the budget has room for (README, "Footprint").
 fn reason_text(reason: DisconnectReason) -> &'static str {
     match reason {
         DisconnectReason::NoAccessPointFound => "no AP found",
@@ -95,7 +95,7 @@ fn reason_text(reason: DisconnectReason) -> &'static str {
 
 /// Sets the station's network; the radio starts in station mode.
 // Inlined so that constant credentials fold: the unused authentication branch and the length
-// checks that cannot fail disappear (about 460 bytes of flash on ESP32-C3).
+// checks that cannot fail disappear from the firmware.
 #[inline(always)]
 pub(crate) fn configure_station(
     wifi: &mut WifiController<'static>,

@@ -34,7 +34,7 @@ const REQUEST_BYTES: usize = 2 * PACKET_SIZE;
 const BROADCASTS: usize = 2;
 
 /// Memory for the server's two sockets, from the caller (the firmware keeps it in `main`'s
-/// frame): about 2 KB. One array of each kind, which the firmware initialises with less code
+/// frame). One array of each kind, which the firmware initialises with less code
 /// than one per queue.
 pub struct SocketMemory {
     meta: [udp::PacketMetadata; REQUESTS + BROADCASTS + 1],
