@@ -159,14 +159,16 @@ impl ClientLayout {
     /// Wraps at the width and at `\n`; past the last row, the text scrolls up.
     fn push(&mut self, rows: &mut Rows, c: char) {
         let Some(c) = visible(c, '\n') else { return };
-        if c == '\n' || rows.lines[self.cursor_row].is_full() {
-            if self.cursor_row + 1 < ROWS {
-                self.cursor_row += 1;
-            } else {
-                rows.lines.copy_within(1.., 0);
-                rows.lines[ROWS - 1] = Line::EMPTY;
-                (0..ROWS).for_each(|row| rows.mark(row));
-            }
+        if c != '\n' && rows.lines[self.cursor_row].push(c) {
+            rows.mark(self.cursor_row);
+            return;
+        }
+        if self.cursor_row + 1 < ROWS {
+            self.cursor_row += 1;
+        } else {
+            rows.lines.copy_within(1.., 0);
+            rows.lines[ROWS - 1] = Line::EMPTY;
+            (0..ROWS).for_each(|row| rows.mark(row));
         }
         if c != '\n' {
             rows.lines[self.cursor_row].push(c);

@@ -3,14 +3,17 @@
 //!
 //! [`Screen`] keeps the rows, decodes received text and draws; its [`Layout`] says what goes
 //! on which row: [`ServerLayout`] (`Screen::server()`) or [`ClientLayout`]
-//! (`Screen::client()`). Four 16-px rows at y = 0, 16, 32, 48 in the ISO-8859-1 6x13 font
-//! ([`COLUMNS`] characters each).
+//! (`Screen::client()`). Four 16-px rows at y = 0, 16, 32, 48, as many characters each as fit
+//! in 128 px: 21 in the ISO-8859-1 6x13 font, or, with the `cjk` feature, 8 Chinese characters
+//! (the 16-px WenQuanYi font of the tutorial board's `DispChar`) or more Latin ones.
 //!
 //! Updates run in the echo path, so each message costs a bounded amount of work: only the
 //! bytes that can still be on screen are decoded. Text is decoded per connection with
 //! [`Utf8Decoder`]: a character split across receives shows whole, a byte sequence that is not
-//! UTF-8 shows as a filled box, a character the font lacks (e.g. Chinese) as a hollow box.
+//! UTF-8 shows as a filled box, a character the font lacks (without `cjk`: Chinese) as a hollow
+//! box.
 
+mod font;
 mod layout;
 mod text;
 
@@ -297,8 +300,8 @@ fn bounding_box(a: Rectangle, b: Rectangle) -> Rectangle {
 #[cfg(test)]
 mod tests {
     extern crate std;
+    use super::font::GLYPH_TOP;
     use super::layout::sealed::Sealed;
-    use super::text::{CELL_WIDTH, GLYPH_TOP};
     use super::*;
     use core::convert::Infallible;
     use embedded_graphics::mock_display::MockDisplay;
@@ -520,12 +523,12 @@ mod tests {
     fn boxes_stand_for_invalid_bytes_and_missing_glyphs() {
         // Drawn once, so that the next draw touches only the two cells of the new text.
         let mut screen = drawn(Screen::client());
-        screen.update(&received(0, "\u{fffd}中".as_bytes()));
+        screen.update(&received(0, "\u{fffd}😀".as_bytes()));
         let mut display = MockDisplay::new();
         display.set_allow_overdraw(true); // each band is cleared, then drawn
         screen.draw(&mut display).unwrap();
         // A filled box for U+FFFD (what invalid UTF-8 decodes to), a hollow one for a
-        // character outside the font, each in its 6x13 cell one pixel below the row's top.
+        // character no font has, each in its 6x13 cell one pixel below the row's top.
         display.assert_pattern(&[
             "............",
             "............",
@@ -549,7 +552,7 @@ mod tests {
     #[test]
     fn letters_next_to_boxes_are_drawn_whole() {
         let mut screen = Screen::client();
-        screen.update(&received(0, "a中\u{fffd}b".as_bytes()));
+        screen.update(&received(0, "a😀\u{fffd}b".as_bytes()));
         let mut panel = Panel::new();
         screen.draw(&mut panel).unwrap();
 
@@ -560,10 +563,7 @@ mod tests {
             .draw(&mut expected)
             .unwrap();
         let cell = |column: i32| {
-            Rectangle::new(
-                Point::new(column * CELL_WIDTH as i32 + 1, GLYPH_TOP + 2),
-                Size::new(4, 9),
-            )
+            Rectangle::new(Point::new(column * 6 + 1, GLYPH_TOP + 2), Size::new(4, 9))
         };
         cell(1)
             .into_styled(PrimitiveStyle::with_stroke(BinaryColor::On, 1))
@@ -582,24 +582,36 @@ mod tests {
         // on a pixel outside 128x64.
         let mut text = Vec::new();
         for _ in 0..ROWS * COLUMNS {
-            text.extend_from_slice("W中".as_bytes());
+            text.extend_from_slice("W中😀".as_bytes());
             text.push(0xff);
         }
         let mut client = Screen::client();
         client.update(&received(0, &text));
         let mut panel = Panel::new();
         client.draw(&mut panel).unwrap();
-        let shown = lines(&client);
-        assert!(shown[..ROWS - 1]
-            .iter()
-            .all(|line| line.chars().count() == COLUMNS));
+        assert_rows_above_the_last_are_full(&client);
         assert!(panel.touched_rows.iter().any(|y| *y == HEIGHT as i32 - 1));
 
         let mut server = listening_server();
         server.update(&received(0, &text));
         let mut panel = Panel::new();
         server.draw(&mut panel).unwrap();
-        assert_eq!(server.line(SERVER_TEXT_ROW).chars().count(), COLUMNS);
+        assert!(server.line(SERVER_TEXT_ROW).width() > WIDTH - 16);
+    }
+
+    /// The next row's first character would not have fitted on any row above the last.
+    fn assert_rows_above_the_last_are_full<L: Layout>(screen: &Screen<L>) {
+        for row in 0..ROWS - 1 {
+            let next = screen
+                .line(row + 1)
+                .chars()
+                .next()
+                .expect("text on the next row");
+            assert!(
+                screen.line(row).width() + font::advance(next) > WIDTH,
+                "row {row} has room for {next:?}"
+            );
+        }
     }
 
     /// What a screen that decoded every byte of the stream would show of its last message, and
@@ -656,7 +668,7 @@ mod tests {
                 let text: String = lines(&client).concat();
                 let visible: String = whole.chars().filter(|c| !c.is_control()).collect();
                 proptest::prop_assert!(visible.ends_with(&text), "{text:?} does not end {visible:?}");
-                proptest::prop_assert!(text.chars().count() > (ROWS - 1) * COLUMNS);
+                assert_rows_above_the_last_are_full(&client);
             }
         }
     }
@@ -671,5 +683,145 @@ mod tests {
         let shown: String = lines(&screen).concat();
         assert_eq!(shown, std::format!("{}é", "😀".repeat(83)));
         assert_eq!(screen.line(0).chars().count(), COLUMNS);
+    }
+
+    /// With the `cjk` feature: Chinese as the tutorial board's `oled.DispChar` shows it.
+    #[cfg(feature = "cjk")]
+    mod cjk {
+        use super::*;
+        use u8g2_fonts::types::{FontColor, VerticalPosition};
+        use u8g2_fonts::{fonts, FontRenderer};
+
+        /// `c` drawn on its own by u8g2 with its left edge at `x` in row `row`, the baseline 14 px
+        /// below the row's top: what the screen must show there.
+        fn glyph(c: char, x: i32, row: usize) -> Panel {
+            let mut panel = Panel::new();
+            FontRenderer::new::<fonts::u8g2_font_wqy16_t_gb2312>()
+                .render(
+                    c,
+                    Point::new(x, row_top(row) + 14),
+                    VerticalPosition::Baseline,
+                    FontColor::Transparent(BinaryColor::On),
+                    &mut panel,
+                )
+                .unwrap();
+            panel
+        }
+
+        /// The pixels of the `width` x 16 cell at `x` in row `row`.
+        fn cell(panel: &Panel, row: usize, x: usize, width: usize) -> Vec<Vec<bool>> {
+            panel
+                .band(row)
+                .iter()
+                .map(|line| line[x..x + width].to_vec())
+                .collect()
+        }
+
+        fn lit(cell: &[Vec<bool>]) -> usize {
+            cell.iter().flatten().filter(|on| **on).count()
+        }
+
+        #[test]
+        fn ni_hao_shi_jie_fills_the_bottom_row_with_its_glyphs() {
+            let text = "你好，世界";
+            let mut screen = drawn(listening_server());
+            screen.update(&received(0, text.as_bytes()));
+            assert_eq!(screen.line(SERVER_TEXT_ROW).to_string(), text);
+            assert_eq!(screen.line(SERVER_TEXT_ROW).width(), 5 * 16);
+            let mut panel = Panel::new();
+            screen.draw(&mut panel).unwrap();
+            assert!(
+                panel.touched_rows.iter().all(|y| (48..64).contains(y)),
+                "nothing leaves the row"
+            );
+            let cells: Vec<_> = (0..5).map(|i| cell(&panel, 3, i * 16, 16)).collect();
+            for (i, c) in text.chars().enumerate() {
+                let expected = glyph(c, i as i32 * 16, 3);
+                assert_eq!(cells[i], cell(&expected, 3, i * 16, 16), "{c}");
+                assert!(lit(&cells[i]) > 4, "{c} is drawn");
+            }
+            // A Chinese character takes the row's full height.
+            let rows_lit =
+                |cell: &Vec<Vec<bool>>| cell.iter().filter(|l| l.contains(&true)).count();
+            assert!(
+                rows_lit(&cells[0]) >= 14,
+                "你 is {} px high",
+                rows_lit(&cells[0])
+            );
+            // Different characters draw differently.
+            for a in 0..5 {
+                for b in a + 1..5 {
+                    assert_ne!(cells[a], cells[b], "characters {a} and {b} look the same");
+                }
+            }
+            // Nothing right of the text.
+            assert!(panel.band(3).iter().all(|line| !line[80..].contains(&true)));
+        }
+
+        #[test]
+        fn a_mixed_line_draws_each_character_in_its_font() {
+            // Latin-1 in 6 px cells, Chinese in 16 px, then a missing glyph and invalid UTF-8.
+            let mut bytes = "hé 你好".as_bytes().to_vec();
+            bytes.extend_from_slice("😀".as_bytes());
+            bytes.push(0xff);
+            let mut screen = drawn(Screen::client());
+            screen.update(&received(0, &bytes));
+            assert_eq!(screen.line(0).to_string(), "hé 你好😀\u{fffd}");
+            assert_eq!(screen.line(0).width(), 3 * 6 + 2 * 16 + 2 * 6);
+            let mut panel = Panel::new();
+            screen.draw(&mut panel).unwrap();
+            assert!(panel.touched_rows.iter().all(|y| (0..16).contains(y)));
+
+            assert_eq!(
+                cell(&panel, 0, 0, 18),
+                cell(
+                    &{
+                        let mut latin = Panel::new();
+                        let style = MonoTextStyle::new(&FONT_6X13, BinaryColor::On);
+                        Text::with_baseline("hé ", Point::new(0, GLYPH_TOP), style, Baseline::Top)
+                            .draw(&mut latin)
+                            .unwrap();
+                        latin
+                    },
+                    0,
+                    0,
+                    18
+                )
+            );
+            assert_eq!(
+                cell(&panel, 0, 18, 16),
+                cell(&glyph('你', 18, 0), 0, 18, 16)
+            );
+            assert_eq!(
+                cell(&panel, 0, 34, 16),
+                cell(&glyph('好', 34, 0), 0, 34, 16)
+            );
+            // The boxes: hollow, then filled.
+            let hollow = cell(&panel, 0, 50, 6);
+            let filled = cell(&panel, 0, 56, 6);
+            assert!(hollow[GLYPH_TOP as usize + 2][1] && !hollow[GLYPH_TOP as usize + 5][3]);
+            assert!(filled[GLYPH_TOP as usize + 2][1] && filled[GLYPH_TOP as usize + 5][3]);
+        }
+
+        #[test]
+        fn client_text_wraps_by_pixel_width() {
+            let mut screen = Screen::client();
+            screen.update(&received(0, "ab一二三四五六七八九十".as_bytes()));
+            // 2 x 6 + 7 x 16 = 124 px: the eighth character would pass 128.
+            assert_eq!(lines(&screen), ["ab一二三四五六七", "八九十", "", ""]);
+        }
+
+        #[test]
+        fn the_server_row_keeps_the_end_of_long_chinese_text() {
+            let mut screen = listening_server();
+            screen.update(&received(0, "一二三四五六七八九十".as_bytes()));
+            assert_eq!(screen.line(SERVER_TEXT_ROW).to_string(), "三四五六七八九十");
+            screen.update(&received(0, "abcdefghijklmnopqrstuvwxyz十".as_bytes()));
+            // 16 px for 十 leaves 112: 18 letters.
+            assert_eq!(
+                screen.line(SERVER_TEXT_ROW).to_string(),
+                "ijklmnopqrstuvwxyz十"
+            );
+        }
     }
 }

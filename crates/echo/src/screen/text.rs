@@ -1,36 +1,36 @@
-//! Rows of text and how they are drawn: the font, the glyphs that stand for what it cannot
-//! show, one row at a time.
+//! Rows of text and how they are drawn, one character at a time in the font of
+//! [`font`](super::font).
 
 use core::fmt::{self, Write as _};
 
-use embedded_graphics::mono_font::iso_8859_1::FONT_6X13;
-use embedded_graphics::mono_font::{MonoFont, MonoTextStyle};
 use embedded_graphics::pixelcolor::BinaryColor;
 use embedded_graphics::prelude::*;
 use embedded_graphics::primitives::Rectangle;
-use embedded_graphics::text::{renderer::TextRenderer, Baseline};
 
-use super::{ROW_HEIGHT, WIDTH};
+use super::font::{self, advance};
+use super::WIDTH;
 
-const FONT: MonoFont<'static> = FONT_6X13;
-/// Width of one character cell in pixels.
-pub(crate) const CELL_WIDTH: u32 = FONT_6X13.character_size.width;
-/// Characters per row.
-pub const COLUMNS: usize = (WIDTH / CELL_WIDTH) as usize;
-/// Vertical offset of the glyphs inside their row, to center the 13-px font.
-pub(crate) const GLYPH_TOP: i32 = ((ROW_HEIGHT - FONT_6X13.character_size.height) / 2) as i32;
+/// The most characters a row holds: 21 Latin-1 characters of 6 px; fewer when they are wide
+/// (with the `cjk` feature a Chinese character takes 16 px).
+pub const COLUMNS: usize = font::MAX_CHARS;
 
-/// One row of text, at most [`COLUMNS`] characters.
+/// One row of text: as many characters as fit in [`WIDTH`](super::WIDTH) pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Line {
     chars: [char; COLUMNS],
+    /// Each character's width in pixels, looked up once (a font lookup is not free).
+    advances: [u8; COLUMNS],
     len: usize,
+    /// Pixels the characters take, from the left.
+    width: u32,
 }
 
 impl Line {
     pub(crate) const EMPTY: Line = Line {
         chars: [' '; COLUMNS],
+        advances: [0; COLUMNS],
         len: 0,
+        width: 0,
     };
 
     /// The characters of the row.
@@ -39,31 +39,46 @@ impl Line {
     }
 
     /// Width of the text in pixels.
-    pub(crate) fn width(&self) -> u32 {
-        self.len as u32 * CELL_WIDTH
+    pub fn width(&self) -> u32 {
+        self.width
     }
 
-    pub(crate) fn is_full(&self) -> bool {
-        self.len == COLUMNS
+    /// Whether a character `advance` pixels wide still fits on the row.
+    fn fits(&self, advance: u32) -> bool {
+        self.len < COLUMNS && self.width + advance <= WIDTH
     }
 
-    /// Appends `c`; returns false (and drops it) when the row is full.
+    /// Appends `c`; returns false (and drops it) when it does not fit.
     pub(crate) fn push(&mut self, c: char) -> bool {
-        if self.is_full() {
+        self.put(c, advance(c))
+    }
+
+    /// Appends `c`, `advance` pixels wide, if it fits.
+    fn put(&mut self, c: char, advance: u32) -> bool {
+        if !self.fits(advance) {
             return false;
         }
         self.chars[self.len] = c;
+        self.advances[self.len] = advance as u8;
         self.len += 1;
+        self.width += advance;
         true
     }
 
-    /// Appends `c`, dropping the first character when full, so the row shows the text's end.
+    /// Appends `c`, dropping characters from the start until it fits, so the row shows the
+    /// text's end.
     pub(crate) fn push_tail(&mut self, c: char) {
-        if self.is_full() {
-            self.chars.copy_within(1.., 0);
-            self.len -= 1;
+        let advance = advance(c);
+        let mut dropped = 0;
+        while dropped < self.len && (self.len - dropped == COLUMNS || self.width + advance > WIDTH)
+        {
+            self.width -= u32::from(self.advances[dropped]);
+            dropped += 1;
         }
-        self.push(c);
+        self.chars.copy_within(dropped..self.len, 0);
+        self.advances.copy_within(dropped..self.len, 0);
+        self.len -= dropped;
+        self.put(c, advance);
     }
 
     /// The row holding `text`, cut at the width.
@@ -101,44 +116,16 @@ pub(crate) fn visible(c: char, newline: char) -> Option<char> {
     }
 }
 
-/// Clears `band` (the row's lit part), then draws its text; boxes stand for what the font
-/// cannot show: filled for invalid UTF-8 (U+FFFD), hollow for a character outside
-/// ISO-8859-1.
-///
-/// One glyph at a time and with plain fills: the `Text` drawable and styled rectangles would
-/// bring line splitting and stroke rendering that a row of single-line text never needs.
+/// Clears `band` (the row's lit part), then draws its text.
 pub(crate) fn draw_line<D>(target: &mut D, line: &Line, band: &Rectangle) -> Result<(), D::Error>
 where
     D: DrawTarget<Color = BinaryColor>,
 {
     target.fill_solid(band, BinaryColor::Off)?;
-    let top = band.top_left.y;
-
-    let style = MonoTextStyle::new(&FONT, BinaryColor::On);
-    let glyph = FONT.character_size;
-    for (column, c) in line.chars().enumerate() {
-        let cell = Point::new(column as i32 * glyph.width as i32, top + GLYPH_TOP);
-        let mut utf8 = [0; 4];
-        match c {
-            char::REPLACEMENT_CHARACTER | '\u{100}'.. => {
-                let outer = Size::new(glyph.width - 2, glyph.height - 4);
-                target.fill_solid(
-                    &Rectangle::new(cell + Point::new(1, 2), outer),
-                    BinaryColor::On,
-                )?;
-                if c != char::REPLACEMENT_CHARACTER {
-                    // A hollow box: the inside cleared again.
-                    let inner = outer - Size::new(2, 2);
-                    target.fill_solid(
-                        &Rectangle::new(cell + Point::new(2, 3), inner),
-                        BinaryColor::Off,
-                    )?;
-                }
-            }
-            c => {
-                style.draw_string(c.encode_utf8(&mut utf8), cell, Baseline::Top, target)?;
-            }
-        }
+    let mut x = 0;
+    for c in line.chars() {
+        font::draw_char(target, c, x, band.top_left.y)?;
+        x += advance(c) as i32;
     }
     Ok(())
 }
