@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the given examples in release for one chip and prints the flash and static RAM of each.
 #
-#   ./sizes.sh [--chip esp32c3|esp32c6] [--no-build] [--max-flash BYTES] [--max-ram BYTES]
-#              [--max-flash-ratio R] [--max-ram-ratio R] EXAMPLE...
+#   ./sizes.sh [--chip esp32c3|esp32c6] [--features F,G] [--no-build] [--max-flash BYTES]
+#              [--max-ram BYTES] [--max-flash-ratio R] [--max-ram-ratio R] EXAMPLE...
 #
 # flash = the sections stored in flash: .text, .rodata*, .rwtext*, .trap, .data*, .flash.appdesc
 #         and RTC/LP code and data (initialised RAM sections are copied from flash at boot).
@@ -10,6 +10,7 @@
 #         (which holds the 36 KiB heap), .noinit, RTC/LP sections. Not the stack: the socket
 #         buffers the examples keep in main's frame come out of the RAM left over.
 # With `baseline` among the examples, each line also gives its ratio to baseline.
+# --features: the package's features besides the chip's (e.g. `cjk`, `sh1106`), for every example.
 # --max-flash / --max-ram: exit 1 if any example exceeds them.
 # --max-flash-ratio / --max-ram-ratio: exit 1 if any example exceeds that multiple of
 #         baseline's size (needs `baseline` among the examples), e.g. the footprint budget
@@ -19,6 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 chip=esp32c3
+features=
 build=1
 max_flash=
 max_ram=
@@ -28,6 +30,7 @@ examples=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --chip) chip="$2"; shift 2 ;;
+        --features) features="$2"; shift 2 ;;
         --no-build) build=0; shift ;;
         --max-flash) max_flash="$2"; shift 2 ;;
         --max-ram) max_ram="$2"; shift 2 ;;
@@ -60,7 +63,7 @@ fi
 if [ "$build" = 1 ]; then
     args=()
     for example in "${examples[@]}"; do args+=(--example "$example"); done
-    cargo build --release --target "$target" --no-default-features --features "$chip" "${args[@]}"
+    cargo build --release --target "$target" --no-default-features --features "$chip${features:+,$features}" "${args[@]}"
 fi
 
 # Prints "flash ram" of one ELF.
@@ -87,7 +90,7 @@ fi
 over() { awk -v size="$1" -v base="$2" -v ratio="$3" 'BEGIN { if (size > base * ratio) print "over" }'; }
 
 status=0
-printf '%-14s %-8s %11s %10s %12s %10s\n' example chip flash_bytes ram_bytes flash/base ram/base
+printf '%-14s %-8s %-10s %11s %10s %12s %10s\n' example chip features flash_bytes ram_bytes flash/base ram/base
 for example in "${examples[@]}"; do
     read -r flash ram < <(measure "target/$target/release/examples/$example")
     if [ -n "$base_flash" ]; then
@@ -96,7 +99,7 @@ for example in "${examples[@]}"; do
     else
         ratios=$(printf '%12s %10s' - -)
     fi
-    printf '%-14s %-8s %11d %10d %s\n' "$example" "$chip" "$flash" "$ram" "$ratios"
+    printf '%-14s %-8s %-10s %11d %10d %s\n' "$example" "$chip" "${features:--}" "$flash" "$ram" "$ratios"
     if [ -n "$max_flash" ] && [ "$flash" -gt "$max_flash" ]; then
         echo "$example: flash $flash B over the budget of $max_flash B" >&2
         status=1
