@@ -232,3 +232,120 @@ fn both_roles_share_one_stack_over_smoltcp_loopback() {
         "{reason:?}"
     );
 }
+
+type ServerScreen = echo::Screen<echo::ServerLayout>;
+
+/// Polls `server` once; its `Listening` addresses go to `listening`, every event to `screen`.
+fn poll_server<S: TcpFullStack + echo::LocalAddress>(
+    server: &mut EchoServer<'_, S>,
+    stack: &mut S,
+    now: Instant,
+    listening: &mut Vec<SocketAddr>,
+    screen: &mut ServerScreen,
+) where
+    S::Error: std::fmt::Debug,
+{
+    server
+        .poll(stack, echo_now(now), |event| {
+            if let Event::Listening { local } = event {
+                listening.push(local);
+            }
+            screen.update(&event);
+        })
+        .unwrap();
+}
+
+#[test]
+fn a_new_address_restarts_the_server_which_listens_and_shows_it() {
+    let mut net: Net<4, 2> = Net::new(1024, options(1), options(1));
+    let mut slots = [const { Slot::new() }; 1];
+    let mut buffer = [0u8; 512];
+    let mut server = EchoServer::new(ServerConfig::new(), &mut slots, &mut buffer);
+    let mut screen = echo::Screen::server();
+    let mut listening = Vec::new();
+    poll_server(
+        &mut server,
+        &mut net.server,
+        net.now,
+        &mut listening,
+        &mut screen,
+    );
+    let remote = SocketAddr::from(([10, 0, 0, 1], PORT));
+    let mut old = net.client.socket().unwrap();
+    net.until(1000, |net| {
+        poll_server(
+            &mut server,
+            &mut net.server,
+            net.now,
+            &mut listening,
+            &mut screen,
+        );
+        ready(net.client.connect(&mut old, remote))
+    });
+    net.until(1000, |net| {
+        poll_server(
+            &mut server,
+            &mut net.server,
+            net.now,
+            &mut listening,
+            &mut screen,
+        );
+        (server.stats().open == 1).then_some(())
+    });
+    assert_eq!(listening, [remote]);
+    assert_eq!(screen.line(0).to_string(), "10.0.0.1:5001");
+    assert_eq!(screen.line(1).to_string(), "1 client");
+
+    // A new lease, with no link loss: the board restarts the role (echo-esp32's AddressWatch).
+    net.server
+        .set_ipv4(Ipv4Cidr::new(Ipv4Address::new(10, 0, 0, 7), 24), None);
+    let mut closed = Vec::new();
+    server.restart(&mut net.server, |event| {
+        if let Event::Closed { reason, .. } = &event {
+            closed.push(reason.clone());
+        }
+        screen.update(&event);
+    });
+    assert_eq!(
+        closed,
+        [CloseReason::Shutdown],
+        "the old connection's slot is free"
+    );
+    net.step();
+    poll_server(
+        &mut server,
+        &mut net.server,
+        net.now,
+        &mut listening,
+        &mut screen,
+    );
+    let moved = SocketAddr::from(([10, 0, 0, 7], PORT));
+    assert_eq!(listening, [remote, moved]);
+    assert_eq!(screen.line(0).to_string(), "10.0.0.7:5001");
+    assert_eq!(screen.line(1).to_string(), "accepting.....");
+
+    // A client reaches the server at its new address (after smoltcp's 1 s pause between two
+    // ARP requests of the client's stack).
+    let mut new = net.client.socket().unwrap();
+    net.until(3000, |net| {
+        poll_server(
+            &mut server,
+            &mut net.server,
+            net.now,
+            &mut listening,
+            &mut screen,
+        );
+        ready(net.client.connect(&mut new, moved))
+    });
+    net.until(1000, |net| {
+        poll_server(
+            &mut server,
+            &mut net.server,
+            net.now,
+            &mut listening,
+            &mut screen,
+        );
+        (server.stats().open == 1).then_some(())
+    });
+    assert_eq!(screen.line(1).to_string(), "1 client");
+}
