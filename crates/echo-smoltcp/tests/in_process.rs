@@ -5,39 +5,14 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{failed, options, ready, Net, Rng, TestStack};
+use common::{
+    accept, connect, connect_raw, failed, listener, options, raw_client, ready, server_addr, Net,
+    Rng, TestStack, PORT,
+};
 use echo_smoltcp::embedded_nal::{TcpClientStack, TcpError, TcpErrorKind, TcpFullStack};
-use echo_smoltcp::smoltcp::iface::SocketHandle;
 use echo_smoltcp::smoltcp::socket::tcp;
 use echo_smoltcp::smoltcp::time::Duration;
-use echo_smoltcp::smoltcp::wire::IpAddress;
 use echo_smoltcp::{Error, TcpSocket};
-
-const PORT: u16 = 7;
-
-fn server_addr() -> SocketAddr {
-    SocketAddr::from(([10, 0, 0, 1], PORT))
-}
-
-fn listener<const N: usize>(stack: &mut TestStack<N>) -> TcpSocket {
-    let mut socket = stack.socket().unwrap();
-    stack.bind(&mut socket, PORT).unwrap();
-    stack.listen(&mut socket).unwrap();
-    socket
-}
-
-/// Starts a connection from the client stack and steps until it is established.
-fn connect<const S: usize, const C: usize>(net: &mut Net<S, C>) -> TcpSocket {
-    let mut socket = net.client.socket().unwrap();
-    net.until(1000, |net| {
-        ready(net.client.connect(&mut socket, server_addr()))
-    });
-    socket
-}
-
-fn accept<const S: usize, const C: usize>(net: &mut Net<S, C>, l: &mut TcpSocket) -> TcpSocket {
-    net.until(1000, |net| ready(net.server.accept(l))).0
-}
 
 /// Server side of an echo through the embedded-nal calls: what arrives is sent back,
 /// unsent bytes are kept, EOF closes once everything went out.
@@ -229,7 +204,7 @@ fn receive_gives_data_then_eof_and_send_still_works_after_the_peers_fin() {
         tcp::SocketBuffer::new(vec![0; 1024]),
     );
     let h = net.client.add_socket(raw).unwrap();
-    connect_raw(&mut net, h);
+    connect_raw(&mut net, h, 40000);
     let mut conn = accept(&mut net, &mut l);
     let mut buf = [0u8; 64];
     assert_eq!(
@@ -267,29 +242,6 @@ fn receive_gives_data_then_eof_and_send_still_works_after_the_peers_fin() {
         }
     });
     assert_eq!(reply, b"bye");
-}
-
-/// Connects the raw socket `h` of the client stack to the server and steps until established.
-fn connect_raw<const S: usize, const C: usize>(net: &mut Net<S, C>, h: SocketHandle) {
-    let (iface, sockets) = net.client.parts_mut();
-    sockets
-        .get_mut::<tcp::Socket>(h)
-        .connect(iface.context(), (IpAddress::v4(10, 0, 0, 1), PORT), 40000)
-        .unwrap();
-    net.until(1000, |net| {
-        let raw = net.client.sockets().get::<tcp::Socket>(h);
-        (raw.state() == tcp::State::Established).then_some(())
-    });
-}
-
-fn raw_client<const S: usize, const C: usize>(net: &mut Net<S, C>) -> SocketHandle {
-    let raw = tcp::Socket::new(
-        tcp::SocketBuffer::new(vec![0; 1024]),
-        tcp::SocketBuffer::new(vec![0; 1024]),
-    );
-    let h = net.client.add_socket(raw).unwrap();
-    connect_raw(net, h);
-    h
 }
 
 #[test]

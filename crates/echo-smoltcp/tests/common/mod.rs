@@ -6,13 +6,21 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::task::Context;
 
+use std::net::SocketAddr;
+
 use echo_smoltcp::embassy_net_driver::{
     self as driver, Capabilities, Driver, HardwareAddress, LinkState,
 };
-use echo_smoltcp::smoltcp::iface::{Config, SocketStorage};
+use echo_smoltcp::embedded_nal::{TcpClientStack, TcpFullStack};
+use echo_smoltcp::smoltcp::iface::{Config, SocketHandle, SocketStorage};
+use echo_smoltcp::smoltcp::phy::ChecksumCapabilities;
+use echo_smoltcp::smoltcp::socket::tcp;
 use echo_smoltcp::smoltcp::time::{Duration, Instant};
-use echo_smoltcp::smoltcp::wire::{Ipv4Address, Ipv4Cidr};
-use echo_smoltcp::{DriverDevice, Error, Stack, TcpOptions};
+use echo_smoltcp::smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol,
+    Ipv4Address, Ipv4Cidr, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+};
+use echo_smoltcp::{DriverDevice, Error, Stack, TcpOptions, TcpSocket};
 
 type Frames = Rc<RefCell<VecDeque<Vec<u8>>>>;
 
@@ -48,6 +56,18 @@ pub struct Frame(Vec<u8>);
 pub struct Sender<'a> {
     outbox: &'a Frames,
     cut: bool,
+}
+
+impl WireEnd {
+    /// Puts `frame` in this end's inbox, as if it came down the wire.
+    pub fn inject(&self, frame: Vec<u8>) {
+        self.inbox.borrow_mut().push_back(frame);
+    }
+
+    /// This end's MAC address.
+    pub fn mac(&self) -> EthernetAddress {
+        EthernetAddress(self.mac)
+    }
 }
 
 impl driver::RxToken for Frame {
@@ -166,6 +186,21 @@ impl<const S: usize, const C: usize> Net<S, C> {
         self.client.poll(self.now);
     }
 
+    /// Lets `duration` of virtual time pass in 10 ms steps (for timers of many seconds).
+    pub fn idle(&mut self, duration: Duration) {
+        let until = self.now + duration;
+        while self.now < until {
+            self.now += Duration::from_millis(10);
+            self.server.poll(self.now);
+            self.client.poll(self.now);
+        }
+    }
+
+    /// Puts `frame` on the wire to the server, as if a third host sent it.
+    pub fn to_server(&self, frame: Vec<u8>) {
+        self.server.device().driver().inject(frame);
+    }
+
     /// Steps until `f` gives a value; panics after `max_steps`.
     pub fn until<T>(&mut self, max_steps: usize, mut f: impl FnMut(&mut Self) -> Option<T>) -> T {
         for _ in 0..max_steps {
@@ -176,6 +211,118 @@ impl<const S: usize, const C: usize> Net<S, C> {
         }
         panic!("nothing after {max_steps} steps");
     }
+}
+
+/// The server's listening port in the `Net` tests.
+pub const PORT: u16 = 7;
+
+pub fn server_addr() -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, 1], PORT))
+}
+
+pub fn listener<const N: usize>(stack: &mut TestStack<N>) -> TcpSocket {
+    let mut socket = stack.socket().unwrap();
+    stack.bind(&mut socket, PORT).unwrap();
+    stack.listen(&mut socket).unwrap();
+    socket
+}
+
+/// Starts a connection from the client stack and steps until it is established.
+pub fn connect<const S: usize, const C: usize>(net: &mut Net<S, C>) -> TcpSocket {
+    let mut socket = net.client.socket().unwrap();
+    net.until(1000, |net| {
+        ready(net.client.connect(&mut socket, server_addr()))
+    });
+    socket
+}
+
+pub fn accept<const S: usize, const C: usize>(net: &mut Net<S, C>, l: &mut TcpSocket) -> TcpSocket {
+    net.until(1000, |net| ready(net.server.accept(l))).0
+}
+
+/// Connects the raw socket `h` of the client stack from `local_port` to the server and
+/// steps until established.
+pub fn connect_raw<const S: usize, const C: usize>(
+    net: &mut Net<S, C>,
+    h: SocketHandle,
+    local_port: u16,
+) {
+    let (iface, sockets) = net.client.parts_mut();
+    sockets
+        .get_mut::<tcp::Socket>(h)
+        .connect(
+            iface.context(),
+            (IpAddress::v4(10, 0, 0, 1), PORT),
+            local_port,
+        )
+        .unwrap();
+    net.until(1000, |net| {
+        let raw = net.client.sockets().get::<tcp::Socket>(h);
+        (raw.state() == tcp::State::Established).then_some(())
+    });
+}
+
+/// A raw smoltcp socket of the client stack, connected to the server from port 40000.
+pub fn raw_client<const S: usize, const C: usize>(net: &mut Net<S, C>) -> SocketHandle {
+    let raw = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; 1024]),
+        tcp::SocketBuffer::new(vec![0; 1024]),
+    );
+    let h = net.client.add_socket(raw).unwrap();
+    connect_raw(net, h, 40000);
+    h
+}
+
+/// An IPv4 packet carrying a TCP SYN from `from` to `to`, checksums filled.
+pub fn syn_packet(from: (Ipv4Address, u16), to: (Ipv4Address, u16)) -> Vec<u8> {
+    let tcp = TcpRepr {
+        src_port: from.1,
+        dst_port: to.1,
+        control: TcpControl::Syn,
+        seq_number: TcpSeqNumber(0x1234_5678),
+        ack_number: None,
+        window_len: 64240,
+        window_scale: None,
+        max_seg_size: Some(1460),
+        sack_permitted: false,
+        sack_ranges: [None, None, None],
+        timestamp: None,
+        payload: &[],
+    };
+    let ip = Ipv4Repr {
+        src_addr: from.0,
+        dst_addr: to.0,
+        next_header: IpProtocol::Tcp,
+        payload_len: tcp.buffer_len(),
+        hop_limit: 64,
+    };
+    let checksums = ChecksumCapabilities::default();
+    let mut packet = vec![0u8; ip.buffer_len() + tcp.buffer_len()];
+    let mut ipv4 = Ipv4Packet::new_unchecked(&mut packet[..]);
+    ip.emit(&mut ipv4, &checksums);
+    let mut segment = TcpPacket::new_unchecked(ipv4.payload_mut());
+    tcp.emit(&mut segment, &from.0.into(), &to.0.into(), &checksums);
+    packet
+}
+
+/// `syn_packet` in an Ethernet frame from MAC `src` to MAC `dst`.
+pub fn syn_frame(
+    src: EthernetAddress,
+    dst: EthernetAddress,
+    from: (Ipv4Address, u16),
+    to: (Ipv4Address, u16),
+) -> Vec<u8> {
+    let packet = syn_packet(from, to);
+    let ethernet = EthernetRepr {
+        src_addr: src,
+        dst_addr: dst,
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let mut frame = vec![0u8; ethernet.buffer_len() + packet.len()];
+    let mut view = EthernetFrame::new_unchecked(&mut frame[..]);
+    ethernet.emit(&mut view);
+    view.payload_mut().copy_from_slice(&packet);
+    frame
 }
 
 /// `Some` for a result, `None` for `WouldBlock`; panics on an error.
