@@ -2,8 +2,11 @@
 //!
 //! smoltcp has no accept queue: one listening socket takes one connection. So a listener
 //! here is not a socket but a claim on the pool: `listen` with a backlog of `b` keeps `b`
-//! pool sockets in LISTEN on the port, `accept` hands out one that completed its handshake
-//! and arms a free one in its place. Closed sockets go back to the pool and are reused as
+//! pool sockets in LISTEN on the port. Each `poll` follows them through what smoltcp did:
+//! a socket whose connection arrived is replaced in LISTEN by a free one, and goes back to
+//! LISTEN itself if its connection dies before `accept` (reset, timed out, a handshake
+//! that never finishes) or came from a source no reply can reach. `accept` hands out the
+//! connection that arrived first. Closed sockets go back to the pool and are reused as
 //! soon as smoltcp lets them be (CLOSED, or TIME-WAIT, which smoltcp allows to reopen).
 //!
 //! Every pool socket has a slot with a role; `Stack::set_role` is the one place a role
@@ -13,7 +16,9 @@
 use core::net::{IpAddr, SocketAddr};
 
 use embedded_nal::{TcpClientStack, TcpFullStack};
-use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet, SocketStorage};
+use smoltcp::iface::{
+    Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet, SocketStorage,
+};
 use smoltcp::phy::Device;
 use smoltcp::socket::tcp::{self, State};
 use smoltcp::socket::AnySocket;
@@ -32,20 +37,28 @@ const EPHEMERAL_PORTS: u16 = 49152;
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub struct TcpOptions {
-    /// Sockets kept listening per listener by [`TcpFullStack::listen`]: how many clients
-    /// can complete their handshake at once before `accept`. Default 1; 0 counts as 1.
-    /// [`Stack::listen_with_backlog`] sets it per listener.
+    /// Sockets kept in LISTEN per listener by [`TcpFullStack::listen`]: how many clients
+    /// can arrive at the same moment. Each connection that arrives takes its socket out of
+    /// LISTEN, and the next [`Stack::poll`] puts a free pool socket in LISTEN in its place,
+    /// so connections waiting for `accept` are bounded by the pool, not by the backlog.
+    /// Default 1; 0 counts as 1. [`Stack::listen_with_backlog`] sets it per listener.
     pub backlog: usize,
     /// Abort an outgoing connection still unanswered (SYN-SENT) after this long; `connect`
     /// then fails with [`Error::ConnectFailed`]. Default 10 s.
     pub connect_timeout: Option<Duration>,
     /// Abort a connection whose peer stays silent this long while data or keep-alives are
-    /// outstanding (smoltcp's socket timeout). Also bounds a half-open handshake on a
-    /// listening socket, and a connection waiting to be accepted. Default 60 s.
+    /// outstanding (smoltcp's socket timeout): with `keep_alive` on, a connection ends
+    /// `timeout` after the last segment from a peer that vanished. `receive` and `send`
+    /// then fail with [`Error::ConnectionClosed`]; a connection still waiting to be
+    /// accepted gives its socket back to LISTEN. Default 60 s.
     pub timeout: Option<Duration>,
     /// Send a keep-alive after this long idle, so that `timeout` also catches a peer that
     /// vanished while nothing was being sent. Default 20 s.
     pub keep_alive: Option<Duration>,
+    /// A listening socket whose handshake is still unfinished this long after the SYN (the
+    /// client vanished, or the source was spoofed, or never answers ARP) listens again.
+    /// Default 5 s.
+    pub handshake_timeout: Duration,
     /// Nagle's algorithm (coalescing small writes while data is in flight). Default off:
     /// an echo answers small messages and wants them out at once.
     pub nagle: bool,
@@ -63,6 +76,7 @@ impl TcpOptions {
             connect_timeout: Some(Duration::from_secs(10)),
             timeout: Some(Duration::from_secs(60)),
             keep_alive: Some(Duration::from_secs(20)),
+            handshake_timeout: Duration::from_secs(5),
             nagle: false,
             reclaim_after: Duration::from_secs(5),
         }
@@ -111,6 +125,9 @@ enum Kind {
 }
 
 /// What a pool socket is currently for.
+///
+/// `Listening` and `Arrived` follow the smoltcp state: [`Stack::poll`] brings them in step
+/// after every frame and after the timers ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
     /// In the pool; its smoltcp socket may still be closing, since `since`.
@@ -121,8 +138,11 @@ enum Role {
     Connecting { port: u16 },
     /// A connection owned by the user: accepted, or connected.
     Connected,
-    /// Listening (or handshaking) for the listener at this index; not owned by the user.
-    Backlog { listener: u16 },
+    /// In LISTEN for the listener at this index.
+    Listening { listener: u16 },
+    /// Left LISTEN at `at` for the listener at this index: a connection arrived, and is
+    /// handshaking or waiting to be accepted. Not owned by the user yet.
+    Arrived { listener: u16, at: Instant },
 }
 
 impl Role {
@@ -132,7 +152,16 @@ impl Role {
             Role::Open { .. } => "open",
             Role::Connecting { .. } => "connecting",
             Role::Connected => "connected",
-            Role::Backlog { .. } => "backlog",
+            Role::Listening { .. } => "listening",
+            Role::Arrived { .. } => "arrived",
+        }
+    }
+
+    /// The listener a listening or arrived socket belongs to.
+    fn listener(&self) -> Option<u16> {
+        match *self {
+            Role::Listening { listener } | Role::Arrived { listener, .. } => Some(listener),
+            _ => None,
         }
     }
 }
@@ -236,8 +265,8 @@ where
         })
     }
 
-    /// Drives the interface: receives and sends frames, runs timers, DHCP, and re-arms
-    /// listeners whose backlog is short. Call it, then the application's poll, repeatedly.
+    /// Drives the interface: receives and sends frames, runs timers, DHCP, and keeps each
+    /// listener's backlog in LISTEN. Call it, then the application's poll, repeatedly.
     ///
     /// Returns true when socket states or the IP configuration may have changed.
     pub fn poll(&mut self, now: Instant) -> bool {
@@ -245,13 +274,34 @@ where
         if self.rearm_pending {
             self.rearm_all();
         }
-        let changed = self.iface.poll(now, &mut self.device, &mut self.sockets)
-            == PollResult::SocketStateChanged;
+        // Frame by frame rather than `Interface::poll`, to follow the listening sockets
+        // between frames: a SYN from our own address or from a source no reply can reach
+        // goes back to LISTEN before the next frame looks for a listening socket, and
+        // before egress answers it. Left to smoltcp, such a socket sends SYN-ACKs nowhere
+        // (ARP requests for our own address), times out, and then keeps the peer until an
+        // RST that can never leave is sent: it would not be reusable again.
+        self.iface.poll_maintenance(now);
+        let mut changed = false;
+        while self
+            .iface
+            .poll_ingress_single(now, &mut self.device, &mut self.sockets)
+            != PollIngressSingleResult::None
+        {
+            changed = true;
+            self.tend_backlog();
+        }
+        while self
+            .iface
+            .poll_egress(now, &mut self.device, &mut self.sockets)
+            == PollResult::SocketStateChanged
+        {
+            changed = true;
+        }
         #[cfg(feature = "dhcpv4")]
         let changed = self.poll_dhcpv4() | changed;
-        if self.rearm_pending {
-            self.rearm_all();
-        }
+        // Egress ran the timers: handshakes and waiting connections may have timed out.
+        self.tend_backlog();
+        self.rearm_all();
         changed
     }
 
@@ -259,22 +309,26 @@ where
     /// (`None`: until a frame arrives; zero: at once).
     pub fn poll_delay(&mut self, now: Instant) -> Option<Duration> {
         let delay = self.iface.poll_delay(now, &self.sockets);
-        if !self.rearm_pending {
-            return delay;
-        }
-        // A listener waits for a closing socket: wake when it may be reclaimed.
-        let reclaim = self
+        // The stack's own timers: a handshake that may time out; a closing socket that a
+        // listener short of sockets may reclaim.
+        let ours = self
             .slots
             .iter()
-            .filter_map(|slot| match slot.role {
-                Role::Free { since } if !reusable(self.sockets.get(slot.socket)) => {
-                    Some(since + self.options.reclaim_after)
+            .filter_map(|slot| {
+                let tcp = self.sockets.get::<tcp::Socket>(slot.socket);
+                match slot.role {
+                    Role::Arrived { at, .. } if tcp.state() == State::SynReceived => {
+                        Some(at + self.options.handshake_timeout)
+                    }
+                    Role::Free { since } if self.rearm_pending && !reusable(tcp) => {
+                        Some(since + self.options.reclaim_after)
+                    }
+                    _ => None,
                 }
-                _ => None,
             })
             .min()
             .map(|at| if at > now { at - now } else { Duration::ZERO });
-        match (delay, reclaim) {
+        match (delay, ours) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -388,11 +442,7 @@ where
             Role::Open { port } if port != 0 => port,
             _ => return Err(Error::InvalidState),
         };
-        let in_use = self
-            .listeners
-            .iter()
-            .any(|l| matches!(l.listening, Some(l) if l.port == port));
-        if in_use {
+        if self.listens_on(port) {
             return Err(Error::AddressInUse);
         }
         let l = self
@@ -412,7 +462,7 @@ where
             generation: listener.generation,
         };
         info!("listening on port {} (backlog {})", port, backlog.max(1));
-        self.arm(index, l as u16, port);
+        self.arm(index, l as u16);
         if !self.top_up(l) {
             self.rearm_pending = true;
         }
@@ -426,7 +476,7 @@ where
             .slots
             .iter()
             .filter(|slot| {
-                slot.role == Role::Backlog { listener: l }
+                slot.role == Role::Listening { listener: l }
                     && self.sockets.get::<tcp::Socket>(slot.socket).state() == State::Listen
             })
             .count())
@@ -624,35 +674,120 @@ where
         Some(index)
     }
 
-    /// Puts pool socket `index` in LISTEN for listener `l`, with the options of an
+    /// Puts pool socket `index` in LISTEN for listener `l`, cutting short whatever it was
+    /// doing (an RST smoltcp could not send yet is dropped), with the options of an
     /// established connection: it may wait a long time to be accepted.
-    fn arm(&mut self, index: usize, l: u16, port: u16) {
+    fn arm(&mut self, index: usize, l: u16) {
+        let Some(Listening { port, .. }) = self.listeners[usize::from(l)].listening else {
+            return;
+        };
         let (timeout, keep_alive) = (self.options.timeout, self.options.keep_alive);
         let tcp = self.tcp_mut(index);
         tcp.set_timeout(timeout);
         tcp.set_keep_alive(keep_alive);
-        // Only reusable sockets (CLOSED or TIME-WAIT) reach here, and `port` is not 0.
-        match tcp.listen(port) {
-            Ok(()) => self.set_role(index, Role::Backlog { listener: l }),
-            Err(_) => warn!("socket {}: cannot listen", index),
-        }
+        tcp.abort();
+        // Closed now, and `port` is not 0: `listen` cannot fail.
+        let _ = tcp.listen(port);
+        self.set_role(index, Role::Listening { listener: l });
     }
 
-    /// Arms free sockets until listener `l` has its backlog; false if the pool ran short.
+    /// Keeps `backlog` sockets of listener `l` in LISTEN: arms free ones while it has
+    /// fewer, returns extra ones (a dead connection's socket listening again) to the pool.
+    /// False if the pool ran short.
     fn top_up(&mut self, l: usize) -> bool {
-        let Some(Listening { port, backlog }) = self.listeners[l].listening else {
+        let Some(Listening { backlog, .. }) = self.listeners[l].listening else {
             return true;
         };
-        let tag = Role::Backlog { listener: l as u16 };
-        let mut armed = self.slots.iter().filter(|s| s.role == tag).count();
-        while armed < backlog {
+        let tag = Role::Listening { listener: l as u16 };
+        let mut listening = 0;
+        for index in 0..N {
+            if self.slots[index].role == tag {
+                listening += 1;
+                if listening > backlog {
+                    // From LISTEN: closed at once, nothing to send.
+                    self.tcp_mut(index).close();
+                    self.set_role(index, Role::Free { since: self.now });
+                }
+            }
+        }
+        while listening < backlog {
             let Some(index) = self.take_free_slot() else {
                 return false;
             };
-            self.arm(index, l as u16, port);
-            armed += 1;
+            self.arm(index, l as u16);
+            listening += 1;
         }
         true
+    }
+
+    /// Follows the listeners' sockets through what smoltcp did with them: records when a
+    /// connection arrived, and puts back in LISTEN every socket whose connection came from
+    /// our own address or a source no reply can reach, or ended before `accept` (reset,
+    /// timed out, handshake unfinished after `handshake_timeout`).
+    fn tend_backlog(&mut self) {
+        for index in 0..N {
+            let (listener, arrived) = match self.slots[index].role {
+                Role::Listening { listener } => (listener, None),
+                Role::Arrived { listener, at } => (listener, Some(at)),
+                _ => continue,
+            };
+            let tcp = self.sockets.get::<tcp::Socket>(self.slots[index].socket);
+            let (state, remote) = (tcp.state(), tcp.remote_endpoint());
+            let alive = match state {
+                State::Listen => {
+                    if arrived.is_some() {
+                        // An RST during the handshake: smoltcp listens again by itself.
+                        self.set_role(index, Role::Listening { listener });
+                    }
+                    continue;
+                }
+                State::SynReceived => match arrived {
+                    None => remote.is_some_and(|remote| self.answerable(remote)),
+                    Some(at) => self.now < at + self.options.handshake_timeout,
+                },
+                // Established (or already half-closed by the peer): waits for `accept`.
+                State::Established | State::CloseWait => true,
+                _ => false,
+            };
+            if !alive {
+                self.arm(index, listener);
+            } else if arrived.is_none() {
+                self.set_role(
+                    index,
+                    Role::Arrived {
+                        listener,
+                        at: self.now,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Whether a SYN from `remote` can be answered: it is on one of the interface's
+    /// subnets or behind one of its routes (a default route covers all), or it is one of
+    /// our own connections (over a loopback device); any other SYN from one of our own
+    /// addresses is spoofed.
+    fn answerable(&mut self, remote: IpEndpoint) -> bool {
+        let addr = remote.addr;
+        if self.iface.has_ip_addr(addr) {
+            return self.sockets.iter().any(|(_, socket)| {
+                tcp::Socket::downcast(socket).is_some_and(|tcp| {
+                    tcp.state() == State::SynSent && tcp.local_endpoint() == Some(remote)
+                })
+            });
+        }
+        let mut reachable = self.iface.ip_addrs().iter().any(|c| c.contains_addr(&addr));
+        self.iface.routes_mut().update(|routes| {
+            reachable |= routes.iter().any(|route| route.cidr.contains_addr(&addr));
+        });
+        reachable
+    }
+
+    /// Whether a listener is on `port`.
+    fn listens_on(&self, port: u16) -> bool {
+        self.listeners
+            .iter()
+            .any(|l| matches!(l.listening, Some(l) if l.port == port))
     }
 
     fn rearm_all(&mut self) {
@@ -806,7 +941,7 @@ where
             Kind::Listener => {
                 let l = self.listener(&socket)?;
                 for index in 0..N {
-                    if self.slots[index].role == (Role::Backlog { listener: l }) {
+                    if self.slots[index].role.listener() == Some(l) {
                         self.tcp_mut(index).abort();
                         self.set_role(index, Role::Free { since: self.now });
                     }
@@ -843,43 +978,29 @@ where
         self.listen_with_backlog(socket, backlog)
     }
 
-    /// Hands out a connection whose handshake completed on one of the listener's sockets
-    /// (`WouldBlock` if none has) and arms a free socket in its place.
+    /// Hands out, of the listener's connections that completed their handshake, the one
+    /// that arrived first; `WouldBlock` if none has. (Its socket was replaced in LISTEN
+    /// when the connection arrived.)
     fn accept(&mut self, socket: &mut TcpSocket) -> nb::Result<(TcpSocket, SocketAddr), Error> {
         let l = self.listener(socket)?;
-        let Some(Listening { port, .. }) = self.listeners[usize::from(l)].listening else {
-            return Err(nb::Error::Other(Error::InvalidSocket));
-        };
-        let tag = Role::Backlog { listener: l };
-        let mut ready = None;
-        for index in 0..N {
-            if self.slots[index].role != tag {
+        let mut first: Option<(Instant, usize, SocketAddr)> = None;
+        for (index, slot) in self.slots.iter().enumerate() {
+            let Role::Arrived { listener, at } = slot.role else {
                 continue;
-            }
-            let tcp = self.tcp_mut(index);
-            match tcp.state() {
-                State::Listen | State::SynReceived => {}
-                // Reset or timed out before being accepted: listen again.
-                State::Closed | State::TimeWait => {
-                    if reusable(tcp) {
-                        self.arm(index, l, port);
-                    }
-                }
-                // Established (or already half-closed by the peer): a connection.
-                _ => {
-                    if let Some(remote) = tcp.remote_endpoint() {
-                        ready = Some((index, SocketAddr::from(remote)));
-                        break;
-                    }
-                }
+            };
+            let tcp = self.sockets.get::<tcp::Socket>(slot.socket);
+            // Established (or already half-closed by the peer): a connection.
+            let ready = matches!(tcp.state(), State::Established | State::CloseWait);
+            let Some(remote) = tcp.remote_endpoint() else {
+                continue;
+            };
+            // Ties (arrived in one poll) go to the lower index, which smoltcp filled first.
+            if listener == l && ready && first.is_none_or(|(earliest, ..)| at < earliest) {
+                first = Some((at, index, SocketAddr::from(remote)));
             }
         }
-        let (index, remote) = ready.ok_or(nb::Error::WouldBlock)?;
-        let connection = self.hand_out(index, Role::Connected);
-        if !self.top_up(usize::from(l)) {
-            self.rearm_pending = true;
-        }
-        Ok((connection, remote))
+        let (_, index, remote) = first.ok_or(nb::Error::WouldBlock)?;
+        Ok((self.hand_out(index, Role::Connected), remote))
     }
 }
 

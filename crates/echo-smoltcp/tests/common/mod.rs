@@ -64,6 +64,11 @@ impl WireEnd {
         self.inbox.borrow_mut().push_back(frame);
     }
 
+    /// Frames waiting in this end's inbox.
+    pub fn waiting(&self) -> usize {
+        self.inbox.borrow().len()
+    }
+
     /// This end's MAC address.
     pub fn mac(&self) -> EthernetAddress {
         EthernetAddress(self.mac)
