@@ -803,11 +803,13 @@ where
         loop {
             let port = self.next_port;
             self.next_port = port.checked_add(1).unwrap_or(EPHEMERAL_PORTS);
-            // TIME-WAIT sockets keep their endpoints: avoid their ports too.
-            let in_use = self.slots.iter().any(|slot| {
-                let tcp = self.sockets.get::<tcp::Socket>(slot.socket);
-                tcp.local_endpoint().is_some_and(|e| e.port == port)
-            });
+            // TIME-WAIT sockets keep their endpoints: avoid their ports too. LISTEN sockets
+            // have no endpoint: the listeners' ports are checked on their own.
+            let in_use = self.listens_on(port)
+                || self.slots.iter().any(|slot| {
+                    let tcp = self.sockets.get::<tcp::Socket>(slot.socket);
+                    tcp.local_endpoint().is_some_and(|e| e.port == port)
+                });
             if !in_use {
                 return port;
             }
@@ -1115,6 +1117,16 @@ mod tests {
         stack.next_port = u16::MAX;
         assert_eq!(stack.ephemeral_port(), u16::MAX);
         assert_eq!(stack.ephemeral_port(), EPHEMERAL_PORTS);
+    }
+
+    #[test]
+    fn an_outgoing_connection_never_takes_a_port_the_stack_listens_on() {
+        let mut stack = loopback::<2>();
+        let mut listener = stack.socket().unwrap();
+        stack.bind(&mut listener, 50_000).unwrap();
+        stack.listen(&mut listener).unwrap();
+        stack.next_port = 50_000;
+        assert_eq!(stack.ephemeral_port(), 50_001);
     }
 
     #[test]
