@@ -473,6 +473,104 @@ fn the_tap_example_serves_three_linux_clients() {
     }
 }
 
+/// Connects to the stack, trying again every 100 ms while it refuses; panics if it still
+/// refuses at `deadline`.
+fn kernel_connect_by(port: u16, deadline: StdInstant) -> TcpStream {
+    loop {
+        match TcpStream::connect_timeout(&stack_addr(port), StdDuration::from_secs(10)) {
+            Ok(stream) => {
+                stream
+                    .set_read_timeout(Some(StdDuration::from_secs(20)))
+                    .unwrap();
+                return stream;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                assert!(StdInstant::now() < deadline, "still refused: {e}");
+                thread::sleep(StdDuration::from_millis(100));
+            }
+            Err(e) => panic!("connect to the stack: {e}"),
+        }
+    }
+}
+
+/// Writes `line` and reads its echo back.
+fn echo_line(stream: &TcpStream, line: &str) {
+    (&*stream).write_all(line.as_bytes()).unwrap();
+    let mut echo = vec![0u8; line.len()];
+    (&*stream).read_exact(&mut echo).unwrap();
+    assert_eq!(echo, line.as_bytes());
+}
+
+#[test]
+#[ignore = "needs root and tap0 in a netns: run scripts/tap-netns.sh test"]
+fn the_tap_example_still_serves_three_clients_and_a_backlog_of_three_after_spoofed_syns() {
+    let _lock = TAP_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (child, lines) = example(&[
+        "server",
+        "--iface",
+        TAP,
+        "--ip",
+        "192.168.69.2/24",
+        "--port",
+        "5202",
+    ]);
+    let _running = Running(child);
+    let first = lines.recv_timeout(StdDuration::from_secs(20)).unwrap();
+    assert_eq!(first, "listening on 192.168.69.2:5202");
+
+    // One SYN each from the server's own address (LAND), from an absent host on the
+    // subnet, and from an off-subnet host (the example has no gateway), written with
+    // their IP headers as given through a raw socket: the kernel only adds Ethernet.
+    let raw = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        // SOCK_RAW and IPPROTO_RAW by number: socket2 names them only with its `all` feature.
+        socket2::Type::from(3),
+        Some(socket2::Protocol::from(255)),
+    )
+    .unwrap();
+    let to = (Ipv4Address::from(STACK), 5202);
+    for (from, port) in [
+        (STACK, 5202),
+        ([192, 168, 69, 200], 40001),
+        ([10, 9, 9, 9], 40002),
+    ] {
+        let syn = common::syn_packet((Ipv4Address::from(from), port), to);
+        raw.send_to(&syn, &SocketAddr::from((STACK, 0)).into())
+            .unwrap();
+    }
+    thread::sleep(StdDuration::from_millis(200));
+
+    // Three clients served at once, right away: the spoofed SYNs took no listening socket.
+    let start = StdInstant::now();
+    let served: Vec<TcpStream> = (0..3)
+        .map(|_| kernel_connect_by(5202, start + StdDuration::from_secs(2)))
+        .collect();
+    for (i, stream) in served.iter().enumerate() {
+        echo_line(stream, &format!("served {i}\n"));
+    }
+    // Three more wait in the backlog. The absent host's half-open connection holds one
+    // socket until the stack's handshake timeout (5 s, then up to 1 s of smoltcp's ARP
+    // silence): the last of them may be refused until then, the first two not at all.
+    let waiting: Vec<TcpStream> = (0..3)
+        .map(|i| {
+            let limit = if i < 2 { 2 } else { 10 };
+            kernel_connect_by(5202, start + StdDuration::from_secs(limit))
+        })
+        .collect();
+    let recovered = start.elapsed();
+    eprintln!("3 served and 3 waiting after {recovered:?}");
+
+    // The served clients leave; the waiting ones are served in turn.
+    for stream in served {
+        stream.shutdown(Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        (&stream).read_to_end(&mut rest).unwrap();
+    }
+    for (i, stream) in waiting.iter().enumerate() {
+        echo_line(stream, &format!("waited {i}\n"));
+    }
+}
+
 #[test]
 #[ignore = "needs root and tap0 in a netns: run scripts/tap-netns.sh test"]
 fn the_tap_example_client_greets_echoes_and_exits_0() {
