@@ -53,14 +53,32 @@
 //! | `connect` | `WouldBlock` while SYN-SENT; `Ok(())` once established; [`Error::ConnectFailed`] (kind `Other`) if refused or after [`TcpOptions::connect_timeout`] |
 //! | `send` | `Ok(n)`, maybe `n < len` (only what fits the transmit buffer); `WouldBlock` when it is full or the handshake is still running; [`Error::ConnectionClosed`] (kind `PipeClosed`) once the connection cannot send: reset, timed out. Sending after the peer's FIN works (half-close). |
 //! | `receive` | `Ok(n > 0)` with data; `WouldBlock` when none has arrived yet; `Ok(0)` only at EOF (the peer's FIN received and every byte read), or for an empty buffer; [`Error::ConnectionClosed`] (kind `PipeClosed`) once reset or timed out (bytes received before a reset are still returned first) |
-//! | `bind` + `listen` | the handle becomes a listener keeping `backlog` pool sockets in LISTEN on the port; [`Error::AddressInUse`] if the port has one |
-//! | `accept` | a connection that completed its handshake (or already got the peer's FIN), `WouldBlock` if none has; a free socket is armed in its place |
+//! | `bind` + `listen` | the handle becomes a listener keeping `backlog` pool sockets in LISTEN on the port (each connection that arrives is replaced by a free socket at the next `poll`); [`Error::AddressInUse`] if the port has one |
+//! | `accept` | of the connections that completed their handshake (or already got the peer's FIN), the one that arrived first; `WouldBlock` if none has |
 //! | `close` | a connection sends FIN after its queued data and returns to the pool when the close handshake ends (TIME-WAIT sockets are reused at once); a listener aborts its listening and unaccepted sockets |
 //!
 //! Sockets are a fixed pool of `N`: a server serving `c` clients with backlog `b` wants
 //! `N >= c + b` (plus any client sockets). A socket still closing after
 //! [`TcpOptions::reclaim_after`] is aborted when nothing else is free, so a long-running
 //! server never runs out because of a peer that never finishes closing.
+//!
+//! # Hostile and vanished peers
+//!
+//! [`Stack::poll`] follows the listening sockets frame by frame, so what peers do cannot
+//! take a listener's sockets for long:
+//!
+//! - A SYN from one of the stack's own addresses (a LAND packet), or from a source the
+//!   interface has no subnet or route for, takes no socket and gets no answer.
+//! - A connection that is reset or times out before `accept`, or whose handshake is still
+//!   unfinished [`TcpOptions::handshake_timeout`] (5 s) after its SYN (a client gone
+//!   mid-handshake, a spoofed address on the subnet that never answers ARP), gives its
+//!   socket back to LISTEN. smoltcp may hold back that socket's first answer for up to 1 s
+//!   more after an ARP request that went unanswered.
+//! - Every connection, accepted, connected or waiting for `accept`, sends a keep-alive
+//!   after [`TcpOptions::keep_alive`] (20 s) idle and ends when the peer stays silent for
+//!   [`TcpOptions::timeout`] (60 s): `receive` and `send` then fail with
+//!   [`Error::ConnectionClosed`] (kind `PipeClosed`), and `close` gives the socket back to
+//!   the pool at once. A peer that is there answers keep-alives; its idle connection stays.
 //!
 //! # The board's own sockets
 //!
