@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
 use common::{
     accept, connect, connect_raw, failed, listener, options, raw_client, ready, server_addr, Net,
     Rng, TestStack, PORT,
@@ -455,6 +453,7 @@ fn data_calls_on_a_listener_or_unconnected_socket_are_invalid_state() {
 #[cfg(feature = "ipv6")]
 fn connects_over_ipv6_and_ipv4_mapped_addresses() {
     use echo_smoltcp::smoltcp::wire::{IpCidr, Ipv6Address};
+    use std::net::SocketAddr;
 
     let mut net: Net<3, 2> = Net::new(1024, options(2), options(1));
     let v6 = |host| IpCidr::new(Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, host).into(), 64);
