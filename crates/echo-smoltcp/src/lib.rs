@@ -53,7 +53,7 @@
 //! | `connect` | `WouldBlock` while SYN-SENT; `Ok(())` once established; [`Error::ConnectFailed`] (kind `Other`) if refused or after [`TcpOptions::connect_timeout`] |
 //! | `send` | `Ok(n)`, maybe `n < len` (only what fits the transmit buffer); `WouldBlock` when it is full or the handshake is still running; [`Error::ConnectionClosed`] (kind `PipeClosed`) once the connection cannot send: reset, timed out. Sending after the peer's FIN works (half-close). |
 //! | `receive` | `Ok(n > 0)` with data; `WouldBlock` when none has arrived yet; `Ok(0)` only at EOF (the peer's FIN received and every byte read), or for an empty buffer; [`Error::ConnectionClosed`] (kind `PipeClosed`) once reset or timed out (bytes received before a reset are still returned first) |
-//! | `bind` + `listen` | the handle becomes a listener keeping `backlog` pool sockets in LISTEN on the port (each connection that arrives is replaced by a free socket at the next `poll`); [`Error::AddressInUse`] if the port has one |
+//! | `bind` + `listen` | the handle becomes a listener keeping `backlog` pool sockets in LISTEN on the port (a connection that arrives is replaced by a free socket at the end of that `poll`); [`Error::AddressInUse`] if the port has one |
 //! | `accept` | of the connections that completed their handshake (or already got the peer's FIN), the one that arrived first; `WouldBlock` if none has |
 //! | `close` | a connection sends FIN after its queued data and returns to the pool when the close handshake ends (TIME-WAIT sockets are reused at once); a listener aborts its listening and unaccepted sockets |
 //!
@@ -67,13 +67,16 @@
 //! [`Stack::poll`] follows the listening sockets frame by frame, so what peers do cannot
 //! take a listener's sockets for long:
 //!
-//! - A SYN from one of the stack's own addresses (a LAND packet), or from a source the
-//!   interface has no subnet or route for, takes no socket and gets no answer.
-//! - A connection that is reset or times out before `accept`, or whose handshake is still
+//! - A SYN from the address it is sent to (a LAND packet; loopback excepted), or from a
+//!   source on none of the interface's subnets while it has no route, takes no socket and
+//!   gets no answer.
+//! - A connection that arrives is replaced in LISTEN by a free socket at the end of that
+//!   poll. One that is reset or times out before `accept`, or whose handshake is still
 //!   unfinished [`TcpOptions::handshake_timeout`] (5 s) after its SYN (a client gone
-//!   mid-handshake, a spoofed address on the subnet that never answers ARP), gives its
-//!   socket back to LISTEN. smoltcp may hold back that socket's first answer for up to 1 s
-//!   more after an ARP request that went unanswered.
+//!   mid-handshake, a spoofed address on the subnet that never answers ARP), is aborted
+//!   and its socket returns to the pool, to listen again when the listener needs it.
+//!   smoltcp may hold back such a socket's next answer for up to 1 s after an ARP request
+//!   that went unanswered.
 //! - Every connection, accepted, connected or waiting for `accept`, sends a keep-alive
 //!   after [`TcpOptions::keep_alive`] (20 s) idle and ends when the peer stays silent for
 //!   [`TcpOptions::timeout`] (60 s): `receive` and `send` then fail with

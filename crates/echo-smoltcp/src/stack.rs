@@ -3,11 +3,12 @@
 //! smoltcp has no accept queue: one listening socket takes one connection. So a listener
 //! here is not a socket but a claim on the pool: `listen` with a backlog of `b` keeps `b`
 //! pool sockets in LISTEN on the port. Each `poll` follows them through what smoltcp did:
-//! a socket whose connection arrived is replaced in LISTEN by a free one, and goes back to
-//! LISTEN itself if its connection dies before `accept` (reset, timed out, a handshake
-//! that never finishes) or came from a source no reply can reach. `accept` hands out the
-//! connection that arrived first. Closed sockets go back to the pool and are reused as
-//! soon as smoltcp lets them be (CLOSED, or TIME-WAIT, which smoltcp allows to reopen).
+//! a socket whose connection arrived is replaced in LISTEN by a free one; it goes back to
+//! the pool if its connection dies before `accept` (reset, timed out, a handshake that
+//! never finishes), and straight back to LISTEN if the SYN came from a source no reply
+//! can reach. `accept` hands out the connection that arrived first. Closed sockets go
+//! back to the pool and are reused as soon as smoltcp lets them be (CLOSED, or TIME-WAIT,
+//! which smoltcp allows to reopen).
 //!
 //! Every pool socket has a slot with a role; `Stack::set_role` is the one place a role
 //! changes. Handles carry the slot's generation, bumped each time the slot is handed out,
@@ -39,8 +40,8 @@ const EPHEMERAL_PORTS: u16 = 49152;
 pub struct TcpOptions {
     /// Sockets kept in LISTEN per listener by [`TcpFullStack::listen`]: how many clients
     /// can arrive at the same moment. Each connection that arrives takes its socket out of
-    /// LISTEN, and the next [`Stack::poll`] puts a free pool socket in LISTEN in its place,
-    /// so connections waiting for `accept` are bounded by the pool, not by the backlog.
+    /// LISTEN, and the end of that [`Stack::poll`] puts a free pool socket in LISTEN in its
+    /// place, so connections waiting for `accept` are bounded by the pool, not the backlog.
     /// Default 1; 0 counts as 1. [`Stack::listen_with_backlog`] sets it per listener.
     pub backlog: usize,
     /// Abort an outgoing connection still unanswered (SYN-SENT) after this long; `connect`
@@ -50,14 +51,14 @@ pub struct TcpOptions {
     /// outstanding (smoltcp's socket timeout): with `keep_alive` on, a connection ends
     /// `timeout` after the last segment from a peer that vanished. `receive` and `send`
     /// then fail with [`Error::ConnectionClosed`]; a connection still waiting to be
-    /// accepted gives its socket back to LISTEN. Default 60 s.
+    /// accepted gives its socket back to the pool. Default 60 s.
     pub timeout: Option<Duration>,
     /// Send a keep-alive after this long idle, so that `timeout` also catches a peer that
     /// vanished while nothing was being sent. Default 20 s.
     pub keep_alive: Option<Duration>,
     /// A listening socket whose handshake is still unfinished this long after the SYN (the
-    /// client vanished, or the source was spoofed, or never answers ARP) listens again.
-    /// Default 5 s.
+    /// client vanished, or the source was spoofed, or never answers ARP) is aborted and
+    /// goes back to the pool. Default 5 s.
     pub handshake_timeout: Duration,
     /// Nagle's algorithm (coalescing small writes while data is in flight). Default off:
     /// an echo answers small messages and wants them out at once.
@@ -271,15 +272,12 @@ where
     /// Returns true when socket states or the IP configuration may have changed.
     pub fn poll(&mut self, now: Instant) -> bool {
         self.now = now;
-        if self.rearm_pending {
-            self.rearm_all();
-        }
         // Frame by frame rather than `Interface::poll`, to follow the listening sockets
-        // between frames: a SYN from our own address or from a source no reply can reach
-        // goes back to LISTEN before the next frame looks for a listening socket, and
-        // before egress answers it. Left to smoltcp, such a socket sends SYN-ACKs nowhere
-        // (ARP requests for our own address), times out, and then keeps the peer until an
-        // RST that can never leave is sent: it would not be reusable again.
+        // between frames: a socket that took a SYN from its own address or from a source
+        // no reply can reach listens again before the next frame looks for a listening
+        // socket, and before egress answers it. Left to smoltcp, such a socket sends
+        // SYN-ACKs nowhere (ARP requests for our own address), times out, and then keeps
+        // the peer until an RST that can never leave is sent.
         self.iface.poll_maintenance(now);
         let mut changed = false;
         while self
@@ -301,6 +299,8 @@ where
         let changed = self.poll_dhcpv4() | changed;
         // Egress ran the timers: handshakes and waiting connections may have timed out.
         self.tend_backlog();
+        // Connections that arrived, and sockets freed since the last poll: listeners short
+        // of sockets in LISTEN get free ones.
         self.rearm_all();
         changed
     }
@@ -691,25 +691,14 @@ where
         self.set_role(index, Role::Listening { listener: l });
     }
 
-    /// Keeps `backlog` sockets of listener `l` in LISTEN: arms free ones while it has
-    /// fewer, returns extra ones (a dead connection's socket listening again) to the pool.
-    /// False if the pool ran short.
+    /// Arms free sockets until listener `l` has `backlog` of them in LISTEN; false if the
+    /// pool ran short.
     fn top_up(&mut self, l: usize) -> bool {
         let Some(Listening { backlog, .. }) = self.listeners[l].listening else {
             return true;
         };
         let tag = Role::Listening { listener: l as u16 };
-        let mut listening = 0;
-        for index in 0..N {
-            if self.slots[index].role == tag {
-                listening += 1;
-                if listening > backlog {
-                    // From LISTEN: closed at once, nothing to send.
-                    self.tcp_mut(index).close();
-                    self.set_role(index, Role::Free { since: self.now });
-                }
-            }
-        }
+        let mut listening = self.slots.iter().filter(|s| s.role == tag).count();
         while listening < backlog {
             let Some(index) = self.take_free_slot() else {
                 return false;
@@ -721,64 +710,59 @@ where
     }
 
     /// Follows the listeners' sockets through what smoltcp did with them: records when a
-    /// connection arrived, and puts back in LISTEN every socket whose connection came from
-    /// our own address or a source no reply can reach, or ended before `accept` (reset,
-    /// timed out, handshake unfinished after `handshake_timeout`).
+    /// connection arrived, or puts the socket straight back in LISTEN if no reply can
+    /// reach its source; aborts and returns to the pool a connection that ended before
+    /// `accept` (reset, timed out, handshake unfinished after `handshake_timeout`).
     fn tend_backlog(&mut self) {
         for index in 0..N {
-            let (listener, arrived) = match self.slots[index].role {
-                Role::Listening { listener } => (listener, None),
-                Role::Arrived { listener, at } => (listener, Some(at)),
-                _ => continue,
-            };
-            let tcp = self.sockets.get::<tcp::Socket>(self.slots[index].socket);
-            let (state, remote) = (tcp.state(), tcp.remote_endpoint());
-            let alive = match state {
-                State::Listen => {
-                    if arrived.is_some() {
-                        // An RST during the handshake: smoltcp listens again by itself.
-                        self.set_role(index, Role::Listening { listener });
+            match self.slots[index].role {
+                Role::Listening { listener } => {
+                    let tcp = self.tcp_mut(index);
+                    let (state, local, remote) =
+                        (tcp.state(), tcp.local_endpoint(), tcp.remote_endpoint());
+                    if state == State::Listen {
+                        continue;
                     }
-                    continue;
+                    let answerable = match (local, remote) {
+                        (Some(local), Some(remote)) => self.answerable(local.addr, remote.addr),
+                        _ => true,
+                    };
+                    if answerable {
+                        let at = self.now;
+                        self.set_role(index, Role::Arrived { listener, at });
+                    } else {
+                        self.arm(index, listener);
+                    }
                 }
-                State::SynReceived => match arrived {
-                    None => remote.is_some_and(|remote| self.answerable(remote)),
-                    Some(at) => self.now < at + self.options.handshake_timeout,
-                },
-                // Established (or already half-closed by the peer): waits for `accept`.
-                State::Established | State::CloseWait => true,
-                _ => false,
-            };
-            if !alive {
-                self.arm(index, listener);
-            } else if arrived.is_none() {
-                self.set_role(
-                    index,
-                    Role::Arrived {
-                        listener,
-                        at: self.now,
-                    },
-                );
+                Role::Arrived { at, .. } => {
+                    let alive = match self.tcp_mut(index).state() {
+                        State::SynReceived => self.now < at + self.options.handshake_timeout,
+                        // Established (or already half-closed by the peer): waits for `accept`.
+                        State::Established | State::CloseWait => true,
+                        // Reset or timed out; or back in LISTEN after an RST in the handshake.
+                        _ => false,
+                    };
+                    if !alive {
+                        self.tcp_mut(index).abort();
+                        self.set_role(index, Role::Free { since: self.now });
+                    }
+                }
+                _ => {}
             }
         }
     }
 
-    /// Whether a SYN from `remote` can be answered: it is on one of the interface's
-    /// subnets or behind one of its routes (a default route covers all), or it is one of
-    /// our own connections (over a loopback device); any other SYN from one of our own
-    /// addresses is spoofed.
-    fn answerable(&mut self, remote: IpEndpoint) -> bool {
-        let addr = remote.addr;
-        if self.iface.has_ip_addr(addr) {
-            return self.sockets.iter().any(|(_, socket)| {
-                tcp::Socket::downcast(socket).is_some_and(|tcp| {
-                    tcp.state() == State::SynSent && tcp.local_endpoint() == Some(remote)
-                })
-            });
+    /// Whether a SYN from `addr` to our `local` address can be answered: `addr` is on one
+    /// of the interface's subnets, or the interface has a route (a gateway may reach it).
+    /// A SYN from its own destination (a LAND packet) is spoofed, unless both are a
+    /// loopback address: our own connection over a loopback device.
+    fn answerable(&mut self, local: IpAddress, addr: IpAddress) -> bool {
+        if addr == local {
+            return IpAddr::from(addr).is_loopback();
         }
         let mut reachable = self.iface.ip_addrs().iter().any(|c| c.contains_addr(&addr));
         self.iface.routes_mut().update(|routes| {
-            reachable |= routes.iter().any(|route| route.cidr.contains_addr(&addr));
+            reachable |= !routes.is_empty();
         });
         reachable
     }
@@ -985,23 +969,26 @@ where
     /// when the connection arrived.)
     fn accept(&mut self, socket: &mut TcpSocket) -> nb::Result<(TcpSocket, SocketAddr), Error> {
         let l = self.listener(socket)?;
-        let mut first: Option<(Instant, usize, SocketAddr)> = None;
-        for (index, slot) in self.slots.iter().enumerate() {
-            let Role::Arrived { listener, at } = slot.role else {
-                continue;
-            };
-            let tcp = self.sockets.get::<tcp::Socket>(slot.socket);
-            // Established (or already half-closed by the peer): a connection.
-            let ready = matches!(tcp.state(), State::Established | State::CloseWait);
-            let Some(remote) = tcp.remote_endpoint() else {
+        let (mut first, mut earliest) = (None, Instant::from_micros(i64::MAX));
+        for index in 0..N {
+            let Role::Arrived { listener, at } = self.slots[index].role else {
                 continue;
             };
             // Ties (arrived in one poll) go to the lower index, which smoltcp filled first.
-            if listener == l && ready && first.is_none_or(|(earliest, ..)| at < earliest) {
-                first = Some((at, index, SocketAddr::from(remote)));
+            // Established (or already half-closed by the peer): a connection.
+            if listener == l
+                && at < earliest
+                && matches!(
+                    self.tcp_mut(index).state(),
+                    State::Established | State::CloseWait
+                )
+            {
+                (first, earliest) = (Some(index), at);
             }
         }
-        let (_, index, remote) = first.ok_or(nb::Error::WouldBlock)?;
+        let index = first.ok_or(nb::Error::WouldBlock)?;
+        let tcp = self.tcp_mut(index);
+        let remote = SocketAddr::from(tcp.remote_endpoint().ok_or(nb::Error::WouldBlock)?);
         Ok((self.hand_out(index, Role::Connected), remote))
     }
 }
