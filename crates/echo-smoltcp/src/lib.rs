@@ -73,10 +73,10 @@
 //! - A connection that arrives is replaced in LISTEN by a free socket at the end of that
 //!   poll. One that is reset or times out before `accept`, or whose handshake is still
 //!   unfinished [`TcpOptions::handshake_timeout`] (5 s) after its SYN (a client gone
-//!   mid-handshake, a spoofed address on the subnet that never answers ARP), is aborted
-//!   and its socket returns to the pool, to listen again when the listener needs it.
-//!   smoltcp may hold back such a socket's next answer for up to 1 s after an ARP request
-//!   that went unanswered.
+//!   mid-handshake, a spoofed address on the subnet that never answers ARP), gives its
+//!   socket back to the pool, to listen again when the listener needs it; nothing more is
+//!   sent to that peer. smoltcp may hold back such a socket's next answer for up to 1 s
+//!   after an ARP request that went unanswered.
 //! - Every connection, accepted, connected or waiting for `accept`, sends a keep-alive
 //!   after [`TcpOptions::keep_alive`] (20 s) idle and ends when the peer stays silent for
 //!   [`TcpOptions::timeout`] (60 s): `receive` and `send` then fail with

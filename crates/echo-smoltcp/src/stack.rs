@@ -57,8 +57,8 @@ pub struct TcpOptions {
     /// vanished while nothing was being sent. Default 20 s.
     pub keep_alive: Option<Duration>,
     /// A listening socket whose handshake is still unfinished this long after the SYN (the
-    /// client vanished, or the source was spoofed, or never answers ARP) is aborted and
-    /// goes back to the pool. Default 5 s.
+    /// client vanished, or the source was spoofed, or never answers ARP) goes back to the
+    /// pool, and nothing more is sent to that peer. Default 5 s.
     pub handshake_timeout: Duration,
     /// Nagle's algorithm (coalescing small writes while data is in flight). Default off:
     /// an echo answers small messages and wants them out at once.
@@ -647,26 +647,26 @@ where
     /// if it has been closing for `reclaim_after`.
     fn take_free_slot(&mut self) -> Option<usize> {
         let mut unsent_rst = None;
-        let mut oldest: Option<(usize, Instant)> = None;
-        for (index, slot) in self.slots.iter().enumerate() {
-            let Role::Free { since } = slot.role else {
+        let (mut oldest, mut oldest_since) = (None, self.now);
+        for index in 0..N {
+            let Role::Free { since } = self.slots[index].role else {
                 continue;
             };
-            let tcp = self.sockets.get::<tcp::Socket>(slot.socket);
+            let tcp = self.tcp_mut(index);
             if reusable(tcp) {
                 return Some(index);
             }
             if tcp.state() == State::Closed {
                 unsent_rst = Some(index);
-            } else if oldest.is_none_or(|(_, s)| since < s) {
-                oldest = Some((index, since));
+            } else if since <= oldest_since {
+                (oldest, oldest_since) = (Some(index), since);
             }
         }
         if unsent_rst.is_some() {
             return unsent_rst;
         }
-        let (index, since) = oldest?;
-        if self.now < since + self.options.reclaim_after {
+        let index = oldest?;
+        if self.now < oldest_since + self.options.reclaim_after {
             return None;
         }
         debug!("socket {}: reclaimed while still closing", index);
@@ -711,7 +711,7 @@ where
 
     /// Follows the listeners' sockets through what smoltcp did with them: records when a
     /// connection arrived, or puts the socket straight back in LISTEN if no reply can
-    /// reach its source; aborts and returns to the pool a connection that ended before
+    /// reach its source; returns to the pool the socket of a connection that ended before
     /// `accept` (reset, timed out, handshake unfinished after `handshake_timeout`).
     fn tend_backlog(&mut self) {
         for index in 0..N {
@@ -734,7 +734,7 @@ where
                         self.arm(index, listener);
                     }
                 }
-                Role::Arrived { at, .. } => {
+                Role::Arrived { listener, at } => {
                     let alive = match self.tcp_mut(index).state() {
                         State::SynReceived => self.now < at + self.options.handshake_timeout,
                         // Established (or already half-closed by the peer): waits for `accept`.
@@ -743,7 +743,10 @@ where
                         _ => false,
                     };
                     if !alive {
-                        self.tcp_mut(index).abort();
+                        // Back to the pool without the peer: an RST that cannot leave (no
+                        // ARP answer) would have it ask ARP every second until reused.
+                        self.arm(index, listener);
+                        self.tcp_mut(index).close();
                         self.set_role(index, Role::Free { since: self.now });
                     }
                 }

@@ -207,6 +207,19 @@ fn a_half_open_connection_gives_its_socket_back_after_the_handshake_timeout() {
         1,
         "the half-open socket is back"
     );
+
+    // And it forgot the absent host: no SYN-ACK, RST or ARP request for it any more.
+    let mut sent = 0;
+    for _ in 0..1000 {
+        net.now += Duration::from_millis(10);
+        net.server.poll(net.now);
+        sent += net.client.device().driver().waiting();
+        net.client.poll(net.now);
+    }
+    assert_eq!(
+        sent, 0,
+        "frames sent in the 10 s after the handshake timeout"
+    );
 }
 
 #[test]
