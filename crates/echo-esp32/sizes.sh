@@ -78,7 +78,7 @@ base_flash=
 base_ram=
 for example in "${examples[@]}"; do
     if [ "$example" = baseline ]; then
-        read -r base_flash base_ram < <(measure "target/$target/release/examples/baseline")
+        read -r base_flash base_ram < <(measure "${CARGO_TARGET_DIR:-target}/$target/release/examples/baseline")
     fi
 done
 
@@ -92,7 +92,7 @@ over() { awk -v size="$1" -v base="$2" -v ratio="$3" 'BEGIN { if (size > base * 
 status=0
 printf '%-14s %-8s %-10s %11s %10s %12s %10s\n' example chip features flash_bytes ram_bytes flash/base ram/base
 for example in "${examples[@]}"; do
-    read -r flash ram < <(measure "target/$target/release/examples/$example")
+    read -r flash ram < <(measure "${CARGO_TARGET_DIR:-target}/$target/release/examples/$example")
     if [ -n "$base_flash" ]; then
         ratios=$(awk -v f="$flash" -v r="$ram" -v bf="$base_flash" -v br="$base_ram" \
             'BEGIN { printf "%12.3f %10.3f", f / bf, r / br }')

@@ -311,8 +311,7 @@ mod linux {
             let (rx, tx) = pairs.next().expect("POOL buffer pairs");
             (&mut rx[..], &mut tx[..])
         });
-        let mut options = TcpOptions::default();
-        options.backlog = MAX_CLIENTS;
+        let options = TcpOptions::new().with_backlog(MAX_CLIENTS);
 
         let clock = Clock(StdInstant::now());
         let mut stack = Stack::new(

@@ -3,7 +3,7 @@
 //! `trace!` to `error!` go to `defmt` or `log` (features of the same names, exclusive) and
 //! compile to nothing otherwise. `unwrap!`, `assert!`, `assert_eq!`, `panic!` and
 //! `unreachable!` go to `defmt` with that feature (its compact encoding of the message) and to
-//! `core` otherwise.
+//! `core` otherwise, and in unit tests, which run on the host.
 //!
 //! Format strings use only `{}`, so one call site serves both back ends; arguments implement
 //! `Display` (for `log`) and `defmt::Format` (for `defmt`).
@@ -45,9 +45,9 @@ macro_rules! error {
 
 macro_rules! unwrap {
     ($arg:expr $(,)?) => {{
-        #[cfg(feature = "defmt")]
+        #[cfg(all(feature = "defmt", not(test)))]
         let value = ::defmt::unwrap!($arg);
-        #[cfg(not(feature = "defmt"))]
+        #[cfg(not(all(feature = "defmt", not(test))))]
         let value = match $crate::fmt::Unwrap::into_result($arg) {
             ::core::result::Result::Ok(value) => value,
             ::core::result::Result::Err(e) => {
@@ -60,42 +60,42 @@ macro_rules! unwrap {
 
 macro_rules! assert {
     ($($arg:tt)*) => {{
-        #[cfg(feature = "defmt")]
+        #[cfg(all(feature = "defmt", not(test)))]
         ::defmt::assert!($($arg)*);
-        #[cfg(not(feature = "defmt"))]
+        #[cfg(not(all(feature = "defmt", not(test))))]
         ::core::assert!($($arg)*);
     }};
 }
 
 macro_rules! assert_eq {
     ($($arg:tt)*) => {{
-        #[cfg(feature = "defmt")]
+        #[cfg(all(feature = "defmt", not(test)))]
         ::defmt::assert_eq!($($arg)*);
-        #[cfg(not(feature = "defmt"))]
+        #[cfg(not(all(feature = "defmt", not(test))))]
         ::core::assert_eq!($($arg)*);
     }};
 }
 
 macro_rules! panic {
     ($($arg:tt)*) => {{
-        #[cfg(feature = "defmt")]
+        #[cfg(all(feature = "defmt", not(test)))]
         ::defmt::panic!($($arg)*);
-        #[cfg(not(feature = "defmt"))]
+        #[cfg(not(all(feature = "defmt", not(test))))]
         ::core::panic!($($arg)*);
     }};
 }
 
 macro_rules! unreachable {
     ($($arg:tt)*) => {{
-        #[cfg(feature = "defmt")]
+        #[cfg(all(feature = "defmt", not(test)))]
         ::defmt::unreachable!($($arg)*);
-        #[cfg(not(feature = "defmt"))]
+        #[cfg(not(all(feature = "defmt", not(test))))]
         ::core::unreachable!($($arg)*);
     }};
 }
 
 /// What `unwrap!` accepts without `defmt`: an `Option` or a `Result` with a `Debug` error.
-#[cfg(not(feature = "defmt"))]
+#[cfg(not(all(feature = "defmt", not(test))))]
 pub(crate) trait Unwrap {
     type Value;
     type Error: ::core::fmt::Debug;
@@ -103,11 +103,11 @@ pub(crate) trait Unwrap {
 }
 
 /// The error `unwrap!` reports for `None`.
-#[cfg(not(feature = "defmt"))]
+#[cfg(not(all(feature = "defmt", not(test))))]
 #[derive(Debug)]
 pub(crate) struct NoneError;
 
-#[cfg(not(feature = "defmt"))]
+#[cfg(not(all(feature = "defmt", not(test))))]
 impl<T> Unwrap for ::core::option::Option<T> {
     type Value = T;
     type Error = NoneError;
@@ -116,7 +116,7 @@ impl<T> Unwrap for ::core::option::Option<T> {
     }
 }
 
-#[cfg(not(feature = "defmt"))]
+#[cfg(not(all(feature = "defmt", not(test))))]
 impl<T, E: ::core::fmt::Debug> Unwrap for ::core::result::Result<T, E> {
     type Value = T;
     type Error = E;

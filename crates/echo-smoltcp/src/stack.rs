@@ -33,7 +33,8 @@ const EPHEMERAL_PORTS: u16 = 49152;
 
 /// Tunables of the pooled TCP sockets, given to [`Stack::new`].
 ///
-/// `#[non_exhaustive]`: start from [`TcpOptions::default()`] and set fields.
+/// Start from [`TcpOptions::new`] (or `default()`) and change what differs:
+/// `TcpOptions::new().with_backlog(3)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -81,6 +82,48 @@ impl TcpOptions {
             nagle: false,
             reclaim_after: Duration::from_secs(5),
         }
+    }
+
+    /// With [`backlog`](Self::backlog).
+    pub const fn with_backlog(mut self, backlog: usize) -> Self {
+        self.backlog = backlog;
+        self
+    }
+
+    /// With [`connect_timeout`](Self::connect_timeout).
+    pub const fn with_connect_timeout(mut self, connect_timeout: Option<Duration>) -> Self {
+        self.connect_timeout = connect_timeout;
+        self
+    }
+
+    /// With [`timeout`](Self::timeout).
+    pub const fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// With [`keep_alive`](Self::keep_alive).
+    pub const fn with_keep_alive(mut self, keep_alive: Option<Duration>) -> Self {
+        self.keep_alive = keep_alive;
+        self
+    }
+
+    /// With [`handshake_timeout`](Self::handshake_timeout).
+    pub const fn with_handshake_timeout(mut self, handshake_timeout: Duration) -> Self {
+        self.handshake_timeout = handshake_timeout;
+        self
+    }
+
+    /// With [`nagle`](Self::nagle).
+    pub const fn with_nagle(mut self, nagle: bool) -> Self {
+        self.nagle = nagle;
+        self
+    }
+
+    /// With [`reclaim_after`](Self::reclaim_after).
+    pub const fn with_reclaim_after(mut self, reclaim_after: Duration) -> Self {
+        self.reclaim_after = reclaim_after;
+        self
     }
 }
 

@@ -570,6 +570,41 @@ fn the_tap_example_still_serves_three_clients_and_a_backlog_of_three_after_spoof
 
 #[test]
 #[ignore = "needs root and tap0 in a netns: run scripts/tap-netns.sh test"]
+fn the_tap_examples_idle_timeout_closes_a_silent_client_and_only_it() {
+    let _lock = TAP_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (child, lines) = example(&[
+        "server",
+        "--iface",
+        TAP,
+        "--ip",
+        "192.168.69.2/24",
+        "--port",
+        "5203",
+        "--idle-timeout",
+        "1.5",
+    ]);
+    let _running = Running(child);
+    let first = lines.recv_timeout(StdDuration::from_secs(20)).unwrap();
+    assert_eq!(first, "listening on 192.168.69.2:5203");
+
+    let silent = kernel_connect(5203);
+    let talker = kernel_connect(5203);
+    let started = StdInstant::now();
+    // The talker keeps its connection busy past the timeout; the silent one says nothing.
+    while started.elapsed() < StdDuration::from_secs(3) {
+        echo_line(&talker, "still here\n");
+        thread::sleep(StdDuration::from_millis(300));
+    }
+    let mut byte = [0u8; 1];
+    let n = (&silent)
+        .read(&mut byte)
+        .expect("the server closes, it does not reset");
+    assert_eq!(n, 0, "the silent client sees the server's FIN");
+    echo_line(&talker, "and still served\n");
+}
+
+#[test]
+#[ignore = "needs root and tap0 in a netns: run scripts/tap-netns.sh test"]
 fn the_tap_example_client_greets_echoes_and_exits_0() {
     let _lock = TAP_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let listener = TcpListener::bind(SocketAddr::from((KERNEL, 6201))).unwrap();
