@@ -525,6 +525,16 @@ where
             .count())
     }
 
+    /// How many pool sockets are back in the pool: free, or still closing (one closing for
+    /// longer than [`TcpOptions::reclaim_after`] is aborted when a socket is needed). With the
+    /// sockets listening, the pool minus the user's connections.
+    pub fn free_sockets(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|slot| matches!(slot.role, Role::Free { .. }))
+            .count()
+    }
+
     /// How many pool sockets could be handed out right now without cutting a close
     /// handshake short (free, and CLOSED or TIME-WAIT).
     pub fn available_sockets(&self) -> usize {

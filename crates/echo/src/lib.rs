@@ -115,8 +115,8 @@ pub use error::Error;
 pub use event::{CloseReason, ConnId, Event};
 pub use role::{Role, Stats};
 pub use screen::{
-    ClientLayout, Layout, Line, Screen, ServerLayout, COLUMNS, HEIGHT, ROWS, ROW_HEIGHT,
-    SERVER_TEXT_ROW, WIDTH,
+    glyph_width, ClientLayout, Layout, Line, Screen, ServerLayout, COLUMNS, HEIGHT, ROWS,
+    ROW_HEIGHT, SERVER_TEXT_ROW, WIDTH,
 };
 pub use server::{
     EchoServer, ServerConfig, Slot, DEFAULT_BUFFER_SIZE, DEFAULT_MAX_CLIENTS, DEFAULT_PORT,

@@ -40,6 +40,7 @@ mod leases;
 mod serve;
 pub mod wire;
 
+pub use leases::LeaseState;
 use leases::{Client, Leases, Mac};
 pub use serve::{serve, sockets, SocketMemory};
 pub use wire::MessageType;
@@ -135,6 +136,13 @@ where
     pub fn leased(&mut self) -> impl Iterator<Item = Ipv4Addr> + '_ {
         let now = (self.now)();
         self.leases.leased(now)
+    }
+
+    /// Every address of the pool and what it is doing (for tests, fuzzing and status pages).
+    pub fn leases(&self) -> impl Iterator<Item = (Ipv4Addr, LeaseState)> + '_ {
+        self.leases
+            .slots()
+            .map(|(address, state)| (address, *state))
     }
 
     /// Handles one datagram received on port 67; `None` if it gets no answer.

@@ -25,6 +25,12 @@ use crate::event::{ConnId, Event};
 use crate::utf8::Utf8Decoder;
 
 pub use layout::{ClientLayout, Layout, ServerLayout, SERVER_TEXT_ROW};
+
+/// How many pixels the screen gives `c` on a row: 6 for Latin-1 and for the boxes that stand
+/// for what no font has; with the `cjk` feature, 8 to 16 for the characters of its font.
+pub fn glyph_width(c: char) -> u32 {
+    font::advance(c)
+}
 pub use text::{Line, COLUMNS};
 
 /// Screen width in pixels.

@@ -37,31 +37,38 @@ impl defmt::Format for Mac {
     }
 }
 
+/// What an address of the pool is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Slot {
+pub enum LeaseState {
+    /// Never given out, or given back.
     Free,
     /// Reserved for `client` until `until` (seconds), so that two clients that ask at once are
     /// not offered the same address.
     Offered {
+        /// The client's MAC address.
         client: Client,
+        /// The end of the reservation, in the server's seconds.
         until: u64,
     },
     /// Acknowledged to `client` until `until`.
     Leased {
+        /// The client's MAC address.
         client: Client,
+        /// The end of the lease, in the server's seconds.
         until: u64,
     },
     /// A client found the address in use (RFC 2131, 4.3.3): kept back until `until`.
     Declined {
+        /// The end of the hold, in the server's seconds.
         until: u64,
     },
 }
 
-impl Slot {
+impl LeaseState {
     fn client(&self) -> Option<Client> {
         match *self {
-            Slot::Offered { client, .. } | Slot::Leased { client, .. } => Some(client),
-            Slot::Free | Slot::Declined { .. } => None,
+            LeaseState::Offered { client, .. } | LeaseState::Leased { client, .. } => Some(client),
+            LeaseState::Free | LeaseState::Declined { .. } => None,
         }
     }
 
@@ -69,10 +76,10 @@ impl Slot {
     /// `t`, `None` while it is taken.
     fn free_since(&self, now: u64) -> Option<u64> {
         match *self {
-            Slot::Free => Some(0),
-            Slot::Offered { until, .. } | Slot::Leased { until, .. } | Slot::Declined { until } => {
-                (until <= now).then_some(until)
-            }
+            LeaseState::Free => Some(0),
+            LeaseState::Offered { until, .. }
+            | LeaseState::Leased { until, .. }
+            | LeaseState::Declined { until } => (until <= now).then_some(until),
         }
     }
 }
@@ -81,7 +88,7 @@ impl Slot {
 pub struct Leases<const N: usize> {
     first: u32,
     len: usize,
-    slots: [Slot; N],
+    slots: [LeaseState; N],
 }
 
 impl<const N: usize> Leases<N> {
@@ -91,7 +98,7 @@ impl<const N: usize> Leases<N> {
         Leases {
             first: u32::from(first),
             len,
-            slots: [Slot::Free; N],
+            slots: [LeaseState::Free; N],
         }
     }
 
@@ -104,7 +111,8 @@ impl<const N: usize> Leases<N> {
         Ipv4Addr::from(self.first + index as u32)
     }
 
-    fn slots(&self) -> impl Iterator<Item = (Ipv4Addr, &Slot)> + '_ {
+    /// Every address of the pool and what it is doing.
+    pub fn slots(&self) -> impl Iterator<Item = (Ipv4Addr, &LeaseState)> + '_ {
         self.slots[..self.len]
             .iter()
             .enumerate()
@@ -138,27 +146,27 @@ impl<const N: usize> Leases<N> {
     /// Reserves `address` for `client` until `until`; a lease it holds there stays.
     pub fn offer(&mut self, address: Ipv4Addr, client: Client, until: u64) {
         if let Some(index) = self.index(address) {
-            if let Slot::Leased { until: leased, .. } = self.slots[index] {
+            if let LeaseState::Leased { until: leased, .. } = self.slots[index] {
                 if self.slots[index].client() == Some(client) && leased >= until {
                     return;
                 }
             }
-            self.take(index, Slot::Offered { client, until });
+            self.take(index, LeaseState::Offered { client, until });
         }
     }
 
     /// Leases `address` to `client` until `until`.
     pub fn lease(&mut self, address: Ipv4Addr, client: Client, until: u64) {
         if let Some(index) = self.index(address) {
-            self.take(index, Slot::Leased { client, until });
+            self.take(index, LeaseState::Leased { client, until });
         }
     }
 
     /// Puts `slot` at `index`, freeing any other slot of the same client.
-    fn take(&mut self, index: usize, slot: Slot) {
+    fn take(&mut self, index: usize, slot: LeaseState) {
         for other in &mut self.slots[..self.len] {
             if other.client().is_some() && other.client() == slot.client() {
-                *other = Slot::Free;
+                *other = LeaseState::Free;
             }
         }
         self.slots[index] = slot;
@@ -168,7 +176,7 @@ impl<const N: usize> Leases<N> {
     pub fn release(&mut self, address: Ipv4Addr, client: Client, now: u64) -> bool {
         match self.held_by(address, client) {
             Some(index) => {
-                self.slots[index] = Slot::Leased { client, until: now };
+                self.slots[index] = LeaseState::Leased { client, until: now };
                 true
             }
             None => false,
@@ -180,7 +188,7 @@ impl<const N: usize> Leases<N> {
     pub fn decline(&mut self, address: Ipv4Addr, client: Client, until: u64) -> bool {
         match self.held_by(address, client) {
             Some(index) => {
-                self.slots[index] = Slot::Declined { until };
+                self.slots[index] = LeaseState::Declined { until };
                 true
             }
             None => false,
@@ -195,7 +203,9 @@ impl<const N: usize> Leases<N> {
     /// Addresses leased and not run out at `now`.
     pub fn leased(&self, now: u64) -> impl Iterator<Item = Ipv4Addr> + '_ {
         self.slots()
-            .filter(move |(_, slot)| matches!(slot, Slot::Leased { until, .. } if *until > now))
+            .filter(
+                move |(_, slot)| matches!(slot, LeaseState::Leased { until, .. } if *until > now),
+            )
             .map(|(address, _)| address)
     }
 }
