@@ -6,12 +6,16 @@
 //!
 //! ```text
 //! tap server --iface tap0 --ip 192.168.69.2/24 [--port 5001] [--gateway 192.168.69.1]
-//!            [--idle-timeout SECS]
+//!            [--idle-timeout SECS] [--loss PERCENT] [--corrupt PERCENT]
 //!     prints `listening on 192.168.69.2:5001` once ready; serves up to 3 clients at once
 //! tap client --iface tap0 --ip 192.168.69.2/24 --host 192.168.69.1 [--port 6000]
+//!            [--loss PERCENT] [--corrupt PERCENT]
 //!     sends the greeting, echoes what the server sends, exits 0 when the server closes
 //! tap --help
 //! ```
+//!
+//! `--loss` and `--corrupt` make the link lossy the way WiFi is: smoltcp's `FaultInjector`
+//! around the device drops (or corrupts) that share of the frames in each direction.
 //!
 //! Dead peers (a phone that left the WiFi without closing) do not hold a slot for ever: the
 //! stack's keep-alive and timeout ([`TcpOptions`](echo_smoltcp::TcpOptions)) end their
@@ -56,6 +60,7 @@ mod linux {
         ClientConfig, CloseReason, EchoClient, EchoServer, Event, Role, ServerConfig, Slot,
     };
     use echo_smoltcp::smoltcp::iface::{Config, SocketStorage};
+    use echo_smoltcp::smoltcp::phy::FaultInjector;
     use echo_smoltcp::smoltcp::time::Instant;
     use echo_smoltcp::smoltcp::wire::{Ipv4Address, Ipv4Cidr};
     use echo_smoltcp::{DriverDevice, Stack, TcpOptions};
@@ -63,8 +68,9 @@ mod linux {
 
     const USAGE: &str = "usage:
       tap server --iface IFACE --ip ADDR/PREFIX [--port PORT] [--gateway ADDR]
-                 [--idle-timeout SECS]
+                 [--idle-timeout SECS] [--loss PERCENT] [--corrupt PERCENT]
       tap client --iface IFACE --ip ADDR/PREFIX --host ADDR [--port PORT] [--gateway ADDR]
+                 [--loss PERCENT] [--corrupt PERCENT]
       tap --help";
 
     /// Clients served at once, and the listen backlog: three, like the tutorial's `listen(3)`.
@@ -76,7 +82,7 @@ mod linux {
     /// Longest sleep between polls when the stack has no timer due sooner.
     const MAX_WAIT: StdDuration = StdDuration::from_millis(20);
 
-    type TapStack<'a> = Stack<'a, DriverDevice<TunTapDevice>, POOL>;
+    type TapStack<'a> = Stack<'a, FaultInjector<DriverDevice<TunTapDevice>>, POOL>;
     type TapEvent<'a> = Event<'a, echo_smoltcp::Error>;
 
     #[derive(Debug, PartialEq)]
@@ -96,6 +102,9 @@ mod linux {
         ip: Ipv4Cidr,
         port: u16,
         gateway: Option<Ipv4Address>,
+        /// Frames dropped and corrupted, in percent of each direction's.
+        loss: u8,
+        corrupt: u8,
     }
 
     /// What the command line asks for: a run, or the usage.
@@ -114,6 +123,7 @@ mod linux {
         let mode = args.next().ok_or("missing mode: server or client")?;
         let (mut iface, mut ip, mut port, mut host, mut gateway) = (None, None, None, None, None);
         let mut idle_timeout = None;
+        let (mut loss, mut corrupt) = (0, 0);
         while let Some(flag) = args.next() {
             let value = args.next().ok_or(format!("{flag} needs a value"))?;
             match flag.as_str() {
@@ -138,6 +148,8 @@ mod linux {
                             .map_err(|e| format!("--gateway {value}: {e}"))?,
                     )
                 }
+                "--loss" => loss = percent(&flag, &value)?,
+                "--corrupt" => corrupt = percent(&flag, &value)?,
                 "--idle-timeout" => {
                     let seconds: f64 = value
                         .parse()
@@ -169,7 +181,17 @@ mod linux {
             ip: ip.ok_or("missing --ip")?,
             port: port.unwrap_or(default_port),
             gateway,
+            loss,
+            corrupt,
         }))
+    }
+
+    /// A share from 0 to 100.
+    fn percent(flag: &str, value: &str) -> Result<u8, String> {
+        match value.parse::<u8>() {
+            Ok(share) if share <= 100 => Ok(share),
+            _ => Err(format!("{flag} {value}: expected a percentage, 0 to 100")),
+        }
     }
 
     /// Wakes the polling thread when the TAP device becomes readable.
@@ -302,6 +324,15 @@ mod linux {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
         config.random_seed = since_epoch.as_nanos() as u64 ^ u64::from(std::process::id());
+        let mut device = FaultInjector::new(device, config.random_seed as u32);
+        device.set_drop_chance(args.loss);
+        device.set_corrupt_chance(args.corrupt);
+        if args.loss > 0 || args.corrupt > 0 {
+            eprintln!(
+                "lossy link: {}% of frames dropped, {}% corrupted, each way",
+                args.loss, args.corrupt
+            );
+        }
 
         let mut storage = [SocketStorage::EMPTY; POOL];
         let mut rx = vec![vec![0u8; TCP_BUFFER]; POOL];

@@ -6,7 +6,9 @@
 #   tap-netns.sh down    delete the namespace (and tap0 with it)
 #   tap-netns.sh run CMD run CMD inside the namespace
 #   tap-netns.sh test    build, then run the #[ignore]d TAP tests inside a fresh namespace,
-#                        and remove it afterwards; fails if any step fails
+#                        twice: over a clean link, then over a lossy one (10% of the frames
+#                        dropped and 1% corrupted each way, ECHO_TAP_LOSS / ECHO_TAP_CORRUPT);
+#                        remove the namespace afterwards; fails if any step fails
 #
 # Needs root (ip netns, /dev/net/tun). All traffic stays inside the namespace.
 set -euo pipefail
@@ -53,9 +55,12 @@ case "${1:-}" in
     up
     trap down EXIT
     ip netns exec "$NS" cargo test --offline -p echo-smoltcp --test tap -- --ignored --test-threads=1
+    echo "== again, over a lossy link: 10% of the frames dropped, 1% corrupted, each way"
+    ip netns exec "$NS" env ECHO_TAP_LOSS="${ECHO_TAP_LOSS:-10}" ECHO_TAP_CORRUPT="${ECHO_TAP_CORRUPT:-1}" \
+        cargo test --offline -p echo-smoltcp --test tap -- --ignored --test-threads=1
     ;;
   *)
-    sed -n '2,11p' "$0" >&2
+    sed -n '2,13p' "$0" >&2
     exit 2
     ;;
 esac

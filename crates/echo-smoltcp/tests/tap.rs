@@ -31,6 +31,7 @@ use echo::{
 };
 use echo_smoltcp::embedded_nal::{TcpClientStack, TcpError, TcpErrorKind, TcpFullStack};
 use echo_smoltcp::smoltcp::iface::{Config, SocketStorage};
+use echo_smoltcp::smoltcp::phy::FaultInjector;
 use echo_smoltcp::smoltcp::time::Instant;
 use echo_smoltcp::smoltcp::wire::{Ipv4Address, Ipv4Cidr};
 use echo_smoltcp::{DriverDevice, Error, Stack, TcpOptions};
@@ -45,7 +46,30 @@ const LIMIT: StdDuration = StdDuration::from_secs(60);
 /// One test at a time on tap0: a TAP device has one reader.
 static TAP_LOCK: Mutex<()> = Mutex::new(());
 
-type TapStack<const N: usize> = Stack<'static, DriverDevice<TunTapDevice>, N>;
+type TapStack<const N: usize> = Stack<'static, FaultInjector<DriverDevice<TunTapDevice>>, N>;
+
+/// The lossy link the tests run over, from the environment: `ECHO_TAP_LOSS` and
+/// `ECHO_TAP_CORRUPT`, in percent of the frames in each direction (0 when unset).
+/// `tap-netns.sh test` runs every test once without, once with 10% loss and 1% corruption.
+fn lossy_link() -> (u8, u8) {
+    let share = |name| {
+        std::env::var(name)
+            .ok()
+            .map(|value| value.parse().unwrap_or_else(|_| panic!("{name}={value}")))
+            .unwrap_or(0)
+    };
+    (share("ECHO_TAP_LOSS"), share("ECHO_TAP_CORRUPT"))
+}
+
+/// `bytes`, or a sixteenth of it over a lossy link: smoltcp waits at least 1 s before it
+/// retransmits a lost segment (RFC 6298's minimum), doubling each time the retransmission is
+/// lost too, so a lossy link carries kilobytes a second, not megabytes.
+fn sized(bytes: usize) -> usize {
+    match lossy_link() {
+        (0, 0) => bytes,
+        _ => bytes / 16,
+    }
+}
 
 struct Unpark(Thread);
 
@@ -85,6 +109,10 @@ impl<const N: usize> Tap<N> {
                 Vec::leak(vec![0u8; 32 * 1024]) as &mut [u8],
             )
         });
+        let (loss, corrupt) = lossy_link();
+        let mut device = FaultInjector::new(device, config.random_seed as u32);
+        device.set_drop_chance(loss);
+        device.set_corrupt_chance(corrupt);
         let mut stack =
             Stack::new(device, config, storage, buffers, options, Instant::ZERO).unwrap();
         stack.set_ipv4(Ipv4Cidr::new(Ipv4Address::from(STACK), 24), None);
@@ -145,17 +173,19 @@ fn kernel_connect(port: u16) -> TcpStream {
     stream
 }
 
-/// Kernel client: writes `data` (then half-closes) while reading the echo until EOF.
+/// Kernel client: writes `data` (then half-closes) while reading the echo until EOF. With
+/// `start`, it waits there once connected, so that the clients sharing it are all connected
+/// (over a lossy link a lost SYN delays one by a second) before any sends.
 fn kernel_echo_client(
     port: u16,
     data: Vec<u8>,
     start: Option<Arc<Barrier>>,
 ) -> JoinHandle<Vec<u8>> {
     thread::spawn(move || {
+        let stream = kernel_connect(port);
         if let Some(barrier) = start {
             barrier.wait();
         }
-        let stream = kernel_connect(port);
         let mut writer = stream.try_clone().unwrap();
         let sender = thread::spawn(move || {
             for chunk in data.chunks(64 * 1024) {
@@ -201,13 +231,13 @@ fn linux_client_gets_4_mib_echoed_byte_exact_by_the_core_server() {
         s.listener().is_some()
     });
 
-    let data = Rng::new(4).bytes(4 << 20);
+    let data = Rng::new(4).bytes(sized(4 << 20));
     let client = kernel_echo_client(5101, data.clone(), None);
     serve_until(&mut tap, &mut server, &mut events, |_| client.is_finished());
     let echoed = client.join().unwrap();
     assert_eq!(echoed.len(), data.len());
     assert!(echoed == data, "echo differs from what Linux sent");
-    assert_eq!(server.stats().bytes_received, 4 << 20);
+    assert_eq!(server.stats().bytes_received, sized(4 << 20) as u64);
 }
 
 #[test]
@@ -226,7 +256,9 @@ fn three_linux_clients_connecting_at_once_are_served_together() {
 
     let barrier = Arc::new(Barrier::new(3));
     let mut rng = Rng::new(33);
-    let sent: Vec<Vec<u8>> = (0..3).map(|i| rng.bytes(300_000 + i * 1000)).collect();
+    let sent: Vec<Vec<u8>> = (0..3)
+        .map(|i| rng.bytes(sized(300_000 + i * 1000)))
+        .collect();
     let clients: Vec<_> = sent
         .iter()
         .map(|data| kernel_echo_client(5102, data.clone(), Some(barrier.clone())))
@@ -304,7 +336,7 @@ fn after_a_linux_half_close_receive_ends_in_eof_and_send_still_works() {
     tap.stack.bind(&mut l, 5104).unwrap();
     tap.stack.listen(&mut l).unwrap();
 
-    let data = Rng::new(8).bytes(300_000);
+    let data = Rng::new(8).bytes(sized(300_000));
     let expected: Vec<u8> = data.iter().rev().copied().collect();
     let client = thread::spawn(move || {
         let stream = kernel_connect(5104);
@@ -326,7 +358,11 @@ fn after_a_linux_half_close_receive_ends_in_eof_and_send_still_works() {
         }
         None => None,
     });
-    assert_eq!(received.len(), 300_000, "Ok(0) only after every byte");
+    assert_eq!(
+        received.len(),
+        expected.len(),
+        "Ok(0) only after every byte"
+    );
     assert_eq!(ready(tap.stack.receive(&mut conn, &mut buf)), Some(0));
 
     // Answer after the peer's FIN: the whole data, reversed.
@@ -348,7 +384,7 @@ fn after_a_linux_half_close_receive_ends_in_eof_and_send_still_works() {
 fn the_core_client_echoes_for_a_linux_server_until_it_closes() {
     let mut tap: Tap<2> = Tap::open(options(1));
     let listener = TcpListener::bind(SocketAddr::from((KERNEL, 6101))).unwrap();
-    let data = Rng::new(9).bytes(1 << 20);
+    let data = Rng::new(9).bytes(sized(1 << 20));
     let expected = data.clone();
     let server = thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
@@ -385,7 +421,7 @@ fn the_core_client_echoes_for_a_linux_server_until_it_closes() {
     assert_eq!(greeting, DEFAULT_GREETING.as_bytes());
     assert!(echo_ok, "the client's echo differs");
     assert!(last.starts_with("Closed") && last.contains("Eof"), "{last}");
-    assert_eq!(client.stats().bytes_received, 1 << 20);
+    assert_eq!(client.stats().bytes_received, sized(1 << 20) as u64);
 }
 
 #[test]
@@ -408,8 +444,15 @@ fn example(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
         "{} missing: cargo build -p echo-smoltcp --example tap",
         path.display()
     );
+    let (loss, corrupt) = lossy_link();
     let mut child = Command::new(path)
         .args(args)
+        .args([
+            "--loss",
+            &loss.to_string(),
+            "--corrupt",
+            &corrupt.to_string(),
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -456,7 +499,7 @@ fn the_tap_example_serves_three_linux_clients() {
     let barrier = Arc::new(Barrier::new(3));
     let clients: Vec<_> = (0..3)
         .map(|i| {
-            let message = format!("hello from linux client {i}\n").repeat(1000);
+            let message = format!("hello from linux client {i}\n").repeat(sized(16_000) / 16);
             let client =
                 kernel_echo_client(5201, message.clone().into_bytes(), Some(barrier.clone()));
             (client, message)
@@ -572,6 +615,12 @@ fn the_tap_example_still_serves_three_clients_and_a_backlog_of_three_after_spoof
 #[ignore = "needs root and tap0 in a netns: run scripts/tap-netns.sh test"]
 fn the_tap_examples_idle_timeout_closes_a_silent_client_and_only_it() {
     let _lock = TAP_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // Over a lossy link a lost segment waits 1 s, then 2 s if lost again, before it is sent
+    // again: the timeout must outlast that, or the talker would be closed too.
+    let idle = match lossy_link() {
+        (0, 0) => 1.5,
+        _ => 8.0,
+    };
     let (child, lines) = example(&[
         "server",
         "--iface",
@@ -581,7 +630,7 @@ fn the_tap_examples_idle_timeout_closes_a_silent_client_and_only_it() {
         "--port",
         "5203",
         "--idle-timeout",
-        "1.5",
+        &idle.to_string(),
     ]);
     let _running = Running(child);
     let first = lines.recv_timeout(StdDuration::from_secs(20)).unwrap();
@@ -591,7 +640,7 @@ fn the_tap_examples_idle_timeout_closes_a_silent_client_and_only_it() {
     let talker = kernel_connect(5203);
     let started = StdInstant::now();
     // The talker keeps its connection busy past the timeout; the silent one says nothing.
-    while started.elapsed() < StdDuration::from_secs(3) {
+    while started.elapsed() < StdDuration::from_secs_f64(idle * 2.0) {
         echo_line(&talker, "still here\n");
         thread::sleep(StdDuration::from_millis(300));
     }

@@ -30,6 +30,7 @@ fn help_prints_the_usage_and_exits_0_wherever_it_is_asked() {
         let stdout = String::from_utf8(output.stdout).unwrap();
         assert!(stdout.starts_with("usage:"), "{args:?}: {stdout}");
         assert!(stdout.contains("--idle-timeout SECS"), "{stdout}");
+        assert!(stdout.contains("--loss PERCENT"), "{stdout}");
     }
 }
 
@@ -58,6 +59,10 @@ fn mistakes_say_what_is_wrong_and_exit_2() {
             "--idle-timeout is a server option",
         ),
         (&["server", "--iface", "tap0"], "missing --ip"),
+        (
+            &["server", "--loss", "101"],
+            "--loss 101: expected a percentage, 0 to 100",
+        ),
     ] {
         let output = tap(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
