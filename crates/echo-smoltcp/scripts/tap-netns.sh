@@ -5,8 +5,9 @@
 #                        side; the stack under test takes 192.168.69.2)
 #   tap-netns.sh down    delete the namespace (and tap0 with it)
 #   tap-netns.sh run CMD run CMD inside the namespace
-#   tap-netns.sh test    build, then run the #[ignore]d TAP tests inside a fresh namespace,
-#                        and remove it afterwards; fails if any step fails
+#   tap-netns.sh test    build, then run the #[ignore]d TAP tests (tests/tap.rs, and
+#                        tests/tap_check.rs: echo-std check against the tap example) inside
+#                        a fresh namespace, and remove it afterwards; fails if any step fails
 #
 # Needs root (ip netns, /dev/net/tun). All traffic stays inside the namespace.
 set -euo pipefail
@@ -49,13 +50,13 @@ case "${1:-}" in
     cd "$CRATE_DIR"
     # Build outside the namespace (the registry is reachable there), run inside it.
     cargo build -p echo-smoltcp --example tap
-    cargo test -p echo-smoltcp --test tap --no-run
+    cargo test -p echo-smoltcp --test tap --test tap_check --no-run
     up
     trap down EXIT
-    ip netns exec "$NS" cargo test --offline -p echo-smoltcp --test tap -- --ignored --test-threads=1
+    ip netns exec "$NS" cargo test --offline -p echo-smoltcp --test tap --test tap_check -- --ignored --test-threads=1
     ;;
   *)
-    sed -n '2,11p' "$0" >&2
+    sed -n '2,12p' "$0" >&2
     exit 2
     ;;
 esac
