@@ -141,32 +141,38 @@ pub fn run(args: CheckArgs) -> Result<(), String> {
         wait: args.wait,
     };
     let mut live = Live::new(args.json);
-    let report =
-        if args.client {
-            let port = args.port.unwrap_or(DEFAULT_CLIENT_PORT);
-            let address = SocketAddr::new(args.bind, port);
-            let listener = TcpListener::bind(address)
-                .map_err(|e| format!("cannot listen on {address}: {e}"))?;
-            let local = listener
-                .local_addr()
-                .map_err(|e| format!("cannot listen on {address}: {e}"))?;
-            // Scripts wait for this line to know the port; stdout may be the JSON.
-            eprintln!("listening on {local}");
-            live.say(&format!(
-                "checking the echo client that connects to {local} within {:.0} s",
-                settings.wait.as_secs_f64()
-            ));
-            check_client(&listener, &settings, &mut live)
-        } else {
-            let target = args.target.unwrap_or_default();
-            let addresses = resolve(&target, args.port.unwrap_or(echo::DEFAULT_PORT))?;
-            live.say(&format!(
-            "checking the echo server at {target} ({}): {} bytes per transfer, {:.1} s timeout, \
-             {} clients",
-            addresses[0], settings.bytes, settings.timeout.as_secs_f64(), settings.clients
+    let report = if args.client {
+        let port = args.port.unwrap_or(DEFAULT_CLIENT_PORT);
+        let address = SocketAddr::new(args.bind, port);
+        let listener =
+            TcpListener::bind(address).map_err(|e| format!("cannot listen on {address}: {e}"))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+        // Scripts wait for this line to know the port; stdout may be the JSON.
+        eprintln!("listening on {local}");
+        live.say(&format!(
+            "checking the echo client that connects to {local} within {:.0} s",
+            settings.wait.as_secs_f64()
         ));
-            check_server(&addresses, &settings, &mut live)
+        check_client(&listener, &settings, &mut live)
+    } else {
+        let target = args.target.unwrap_or_default();
+        let addresses = resolve(&target, args.port.unwrap_or(echo::DEFAULT_PORT))?;
+        let resolved = addresses[0].to_string();
+        let named = match resolved == target {
+            true => target,
+            false => format!("{target} ({resolved})"),
         };
+        live.say(&format!(
+            "checking the echo server at {named}: {} bytes per transfer, {:.1} s timeout, {} \
+             clients",
+            settings.bytes,
+            settings.timeout.as_secs_f64(),
+            settings.clients
+        ));
+        check_server(&addresses, &settings, &mut live)
+    };
     if args.json {
         println!("{:#}", report.to_json());
     } else {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::server::{
     echoes_a_short_line, invalid_utf8_verbatim, large_message, random_binary, split_utf8,
 };
-use super::wire::{self, escaped, judge, seconds, End, Reading};
+use super::wire::{self, after, escaped, seconds, End, Reading};
 use super::{Ctx, Figure, Mode, Report, Runner, Settings, Status, Verdict};
 
 /// The client checks, in the order they run.
@@ -119,8 +119,13 @@ fn greeting(ctx: &mut Ctx<'_>, stream: &TcpStream) -> Verdict {
     let mut reading = Reading::new(&expected);
     let end = reading.until(stream, expected.len(), &limits, None, &mut |_| {});
     let mut echo = reading.finish(end.unwrap_or(End::Complete), started.elapsed());
-    if let Err(e) = judge(&expected, &echo, "client") {
-        return Verdict::fail(format!("expected the greeting {}: {e}", escaped(&expected)));
+    if echo.got != expected {
+        return Verdict::fail(format!(
+            "expected the greeting {}, got {}{}",
+            escaped(&expected),
+            escaped(&echo.got),
+            after(&echo.end, "client")
+        ));
     }
     // Nothing may follow the greeting unasked: it would come back into the next check.
     let mut extra = Reading::new(&[]);

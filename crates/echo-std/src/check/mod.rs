@@ -21,7 +21,7 @@
 //! | `split-utf8` | `你😀é` one byte per write, each time waiting up to 100 ms for its echo | the 9 bytes come back as sent: a server that decodes each `recv` fails |
 //! | `invalid-utf8` | invalid UTF-8 sequences and every control byte (NUL, CR, LF, ESC, DEL, 0xff...) in one write | they come back verbatim |
 //! | `large-message` | 64 KiB in one write: 64 times the tutorial's `recv(1024)` | it comes back whole |
-//! | `partial-send` | `--bytes` while this client reads nothing for a second, through a small receive window and 1460-byte segments (as over WiFi, even on loopback) | nothing is lost: the server's sends fill up and become partial, and it must keep what they did not take |
+//! | `partial-send` | `--bytes` while this client reads nothing for a second, through a small receive window and 1460-byte segments (as over WiFi, even on loopback) | nothing is lost: the server's sends fill up and become partial, and it must keep what they did not take. A probe only when `--bytes` is well above what the server's socket buffers (a board's: a few KiB; a PC's on loopback with these segments: about 100 KiB) |
 //! | `clients` | a line on each of `--clients` (3) connections, all open at once | every one is echoed within `--timeout` while all stay open. A server that serves fewer at a time FAILs (the tutorial's serves one); the message says how many were served at once, how many waited for others to close, and how many never were |
 //! | `silent-client` | a line, while another client is connected and silent | the line comes back: one silent client does not stop another |
 //! | `half-close` | `--bytes`/4, then FIN (`shutdown(SHUT_WR)`) | everything comes back, then the server closes within `--timeout` |

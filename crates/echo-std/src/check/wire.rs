@@ -545,7 +545,7 @@ fn cut_short(sent: usize, got: usize, end: &End, peer: &str) -> String {
 }
 
 /// How the connection ended after a wrong echo, when that adds something.
-fn after(end: &End, peer: &str) -> String {
+pub(crate) fn after(end: &End, peer: &str) -> String {
     match end {
         End::Closed => format!(", then the {peer} closed the connection"),
         End::Reset => ", then the connection was reset".into(),
