@@ -429,7 +429,7 @@ fn nobody_listening_is_a_failed_short_line() {
 }
 
 #[test]
-fn the_port_defaults_to_5001_and_names_are_resolved() {
+fn names_are_resolved_and_port_gives_the_port_host_has_not() {
     let output = check(&["no-such-host.invalid"]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();

@@ -45,8 +45,8 @@ Exit status: 0 when no check failed, 1 otherwise, 2 for a mistake on the command
    \"checks\": [{\"name\", \"status\": \"PASS\"|\"FAIL\"|\"SKIP\", \"message\", \"seconds\",
                 \"figures\": {NAME_UNIT: number}}],
    \"summary\": {\"passed\", \"failed\", \"skipped\"}}
-Figure names end in their unit: _bytes or bytes, _s, _ms, _us, _mib_per_s, _per_s; counts
-have none.";
+Figure names end in their unit (bytes, _s, _ms, _us, mib_per_s, _per_s) unless they are
+counts; the library's docs (echo_std::check) list each check's.";
 
 /// `echo-std check`'s options.
 #[derive(Args, Debug)]

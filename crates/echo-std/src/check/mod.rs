@@ -54,7 +54,8 @@
 //!   "peer": "127.0.0.1:5001",
 //!   "settings": { "bytes": 1048576, "timeout_s": 10.0, "clients": 3 },
 //!   "checks": [
-//!     { "name": "short-line", "status": "PASS", "message": "a short line came back as sent",
+//!     { "name": "short-line", "status": "PASS",
+//!       "message": "\"hello, echo\\n\" came back as sent",
 //!       "seconds": 0.001, "figures": { "round_trip_ms": 0.21 } }
 //!   ],
 //!   "summary": { "passed": 13, "failed": 0, "skipped": 0 }
@@ -64,8 +65,25 @@
 //! `mode` is `server` (a server was checked) or `client`; `peer` is the address checked (for
 //! a client: where it connected from, `null` if none did); `settings` in client mode are
 //! `bytes`, `timeout_s`, `greeting` and `wait_s`. `status` is `PASS`, `FAIL` or `SKIP`;
-//! `figures` maps names that end in their unit (`_bytes`, `_s`, `_ms`, `_us`, `_mib_per_s`,
-//! or none for counts) to numbers.
+//! `seconds` is how long the check took. `figures` maps names to numbers; a name ends in its
+//! unit (`bytes`, `_s`, `_ms`, `_us`, `mib_per_s`, `_per_s`) unless it is a count:
+//!
+//! | check | figures |
+//! |---|---|
+//! | `greeting` | `bytes`, `greeting_ms` (from the connection to the whole greeting) |
+//! | `short-line` | `round_trip_ms` |
+//! | `random-binary` | `bytes`, `time_s`, `mib_per_s` |
+//! | `split-utf8`, `invalid-utf8` | `bytes` |
+//! | `large-message`, `partial-send` | `bytes`, `time_s` |
+//! | `clients` | `clients`, `served_at_once`, `waited`, `never_served` (also when it FAILs) |
+//! | `silent-client` | `echo_ms` |
+//! | `half-close` | `bytes`, `close_ms` (from the last byte of echo to the server's FIN) |
+//! | `reset` | `new_client_ms` |
+//! | `churn` | `cycles`, `cycles_per_s`, `slowest_ms` |
+//! | `throughput` | `mib_per_s`, `bytes`, `time_s` |
+//! | `latency` | `round_trips`, `p50_us`, `p99_us` |
+//!
+//! A check that did not pass has no figures, except `clients`.
 
 #[cfg(feature = "cli")]
 mod cli;
