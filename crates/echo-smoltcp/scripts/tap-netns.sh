@@ -5,10 +5,11 @@
 #                        side; the stack under test takes 192.168.69.2)
 #   tap-netns.sh down    delete the namespace (and tap0 with it)
 #   tap-netns.sh run CMD run CMD inside the namespace
-#   tap-netns.sh test    build, then run the #[ignore]d TAP tests inside a fresh namespace,
-#                        twice: over a clean link, then over a lossy one (10% of the frames
-#                        dropped and 1% corrupted each way, ECHO_TAP_LOSS / ECHO_TAP_CORRUPT);
-#                        remove the namespace afterwards; fails if any step fails
+#   tap-netns.sh test    build, then run the #[ignore]d TAP tests inside a fresh namespace:
+#                        tests/tap.rs twice, over a clean link, then over a lossy one (10% of
+#                        the frames dropped and 1% corrupted each way, ECHO_TAP_LOSS /
+#                        ECHO_TAP_CORRUPT), and tests/tap_check.rs (echo-std check against the
+#                        tap example); remove the namespace afterwards; fails if any step fails
 #
 # Needs root (ip netns, /dev/net/tun). All traffic stays inside the namespace.
 set -euo pipefail
@@ -51,16 +52,16 @@ case "${1:-}" in
     cd "$CRATE_DIR"
     # Build outside the namespace (the registry is reachable there), run inside it.
     cargo build -p echo-smoltcp --example tap
-    cargo test -p echo-smoltcp --test tap --no-run
+    cargo test -p echo-smoltcp --test tap --test tap_check --no-run
     up
     trap down EXIT
-    ip netns exec "$NS" cargo test --offline -p echo-smoltcp --test tap -- --ignored --test-threads=1
-    echo "== again, over a lossy link: 10% of the frames dropped, 1% corrupted, each way"
+    ip netns exec "$NS" cargo test --offline -p echo-smoltcp --test tap --test tap_check -- --ignored --test-threads=1
+    echo "== tests/tap.rs again, over a lossy link: 10% of the frames dropped, 1% corrupted, each way"
     ip netns exec "$NS" env ECHO_TAP_LOSS="${ECHO_TAP_LOSS:-10}" ECHO_TAP_CORRUPT="${ECHO_TAP_CORRUPT:-1}" \
         cargo test --offline -p echo-smoltcp --test tap -- --ignored --test-threads=1
     ;;
   *)
-    sed -n '2,13p' "$0" >&2
+    sed -n '2,14p' "$0" >&2
     exit 2
     ;;
 esac

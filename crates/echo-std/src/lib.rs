@@ -9,13 +9,17 @@
 //!   file ([`PngDisplay`](display::PngDisplay)).
 //! - [`Board`] ([`board`]): the host as the tutorial's board: stack, clock and display, and
 //!   [`Board::run`], the one loop that runs an echo role (server or client) on it.
+//! - [`check`] (feature `check`): the conformance and load test of any TCP echo server or
+//!   client, `echo-std check`.
 //!
 //! The `echo-std` program (`src/main.rs`, feature `cli`) runs the echo server or client
-//! from the command line.
+//! from the command line, and checks others.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
 pub mod board;
+#[cfg(feature = "check")]
+pub mod check;
 pub mod display;
 pub mod error;
 pub mod stack;

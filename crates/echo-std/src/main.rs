@@ -30,6 +30,11 @@ enum Command {
     Server(ServerArgs),
     /// Connect, send a greeting, echo back whatever the server sends (the tutorial's client).
     Client(ClientArgs),
+    /// Test an echo server at HOST[:PORT], or an echo client with --client.
+    ///
+    /// A line per check as it ends (PASS, FAIL or SKIP), then a table; exit status 0 only if
+    /// no check failed.
+    Check(echo_std::check::CheckArgs),
 }
 
 // A later option overrides an earlier one, so that scripts can append to a base command.
@@ -109,11 +114,13 @@ fn main() -> ExitCode {
     let display = match &cli.command {
         Command::Server(args) => args.display.open(),
         Command::Client(args) => args.display.open(),
+        Command::Check(_) => Display::None,
     };
     start_logging(&display);
     let outcome = match cli.command {
         Command::Server(args) => serve(args, display),
         Command::Client(args) => connect(args, display),
+        Command::Check(args) => echo_std::check::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
