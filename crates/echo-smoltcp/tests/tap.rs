@@ -161,8 +161,17 @@ fn stack_addr(port: u16) -> SocketAddr {
     SocketAddr::from((STACK, port))
 }
 
+/// How long the kernel may take to connect: over a lossy link the SYN, the SYN-ACK or an ARP
+/// message may be lost two or three times in a row, each costing the kernel 1, 2, then 4 s.
+fn connect_patience() -> StdDuration {
+    match lossy_link() {
+        (0, 0) => StdDuration::from_secs(10),
+        _ => StdDuration::from_secs(40),
+    }
+}
+
 fn kernel_connect(port: u16) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&stack_addr(port), StdDuration::from_secs(10))
+    let stream = TcpStream::connect_timeout(&stack_addr(port), connect_patience())
         .expect("kernel connects to the stack");
     stream
         .set_read_timeout(Some(StdDuration::from_secs(20)))
@@ -517,7 +526,7 @@ fn the_tap_example_serves_three_linux_clients() {
 /// refuses at `deadline`.
 fn kernel_connect_by(port: u16, deadline: StdInstant) -> TcpStream {
     loop {
-        match TcpStream::connect_timeout(&stack_addr(port), StdDuration::from_secs(10)) {
+        match TcpStream::connect_timeout(&stack_addr(port), connect_patience()) {
             Ok(stream) => {
                 stream
                     .set_read_timeout(Some(StdDuration::from_secs(20)))
