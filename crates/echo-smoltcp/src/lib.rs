@@ -79,7 +79,7 @@
 //!   after an ARP request that went unanswered.
 //! - Every connection, accepted, connected or waiting for `accept`, sends a keep-alive
 //!   after [`TcpOptions::keep_alive`] (20 s) idle and ends when the peer stays silent for
-//!   [`TcpOptions::timeout`] (60 s): `receive` and `send` then fail with
+//!   [`TcpOptions::timeout`] (180 s): `receive` and `send` then fail with
 //!   [`Error::ConnectionClosed`] (kind `PipeClosed`), and `close` gives the socket back to
 //!   the pool at once. A peer that is there answers keep-alives; its idle connection stays.
 //!

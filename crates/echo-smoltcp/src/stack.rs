@@ -52,7 +52,9 @@ pub struct TcpOptions {
     /// outstanding (smoltcp's socket timeout): with `keep_alive` on, a connection ends
     /// `timeout` after the last segment from a peer that vanished. `receive` and `send`
     /// then fail with [`Error::ConnectionClosed`]; a connection still waiting to be
-    /// accepted gives its socket back to the pool. Default 60 s.
+    /// accepted gives its socket back to the pool. Default 180 s: smoltcp backs its
+    /// retransmissions off up to 60 s apart, so on a lossy link (WiFi) a shorter timeout ends
+    /// live connections (RFC 1122 asks for at least 100 s; the README has the measurements).
     pub timeout: Option<Duration>,
     /// Send a keep-alive after this long idle, so that `timeout` also catches a peer that
     /// vanished while nothing was being sent. Default 20 s.
@@ -76,7 +78,7 @@ impl TcpOptions {
         Self {
             backlog: 1,
             connect_timeout: Some(Duration::from_secs(10)),
-            timeout: Some(Duration::from_secs(60)),
+            timeout: Some(Duration::from_secs(180)),
             keep_alive: Some(Duration::from_secs(20)),
             handshake_timeout: Duration::from_secs(5),
             nagle: false,

@@ -622,6 +622,69 @@ fn the_tap_example_still_serves_three_clients_and_a_backlog_of_three_after_spoof
 
 #[test]
 #[ignore = "needs root and tap0 in a netns: run scripts/tap-netns.sh test"]
+fn fifty_linux_clients_at_once_on_the_tap_examples_three_slots() {
+    let _lock = TAP_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (child, lines) = example(&[
+        "server",
+        "--iface",
+        TAP,
+        "--ip",
+        "192.168.69.2/24",
+        "--port",
+        "5204",
+    ]);
+    let _running = Running(child);
+    let first = lines.recv_timeout(StdDuration::from_secs(20)).unwrap();
+    assert_eq!(first, "listening on 192.168.69.2:5204");
+
+    // Fifty clients try at once; each is served (its line echoed) or refused.
+    let barrier = Arc::new(Barrier::new(50));
+    let clients: Vec<_> = (0..50)
+        .map(|i| {
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                barrier.wait();
+                match TcpStream::connect_timeout(&stack_addr(5204), connect_patience()) {
+                    Ok(stream) => {
+                        stream
+                            .set_read_timeout(Some(StdDuration::from_secs(60)))
+                            .unwrap();
+                        echo_line(&stream, &format!("client {i}\n"));
+                        true
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => false,
+                    Err(e) => panic!("client {i}: {e}"),
+                }
+            })
+        })
+        .collect();
+    let served = clients
+        .into_iter()
+        .map(|client| client.join().unwrap())
+        .filter(|served| *served)
+        .count();
+    assert!(served >= 3, "served {served}");
+
+    // A client afterwards is served: no socket was lost.
+    let late = kernel_connect_by(5204, StdInstant::now() + StdDuration::from_secs(30));
+    echo_line(&late, "after the rush\n");
+    drop(late);
+
+    // Never more than three connections at once, by the example's own account.
+    let (mut open, mut most) = (0i32, 0);
+    while let Ok(line) = lines.recv_timeout(StdDuration::from_millis(500)) {
+        if line.contains(" opened with ") {
+            open += 1;
+        } else if line.contains(" closed: ") {
+            open -= 1;
+        }
+        most = most.max(open);
+    }
+    assert!((1..=3).contains(&most), "{most} connections at once");
+}
+
+#[test]
+#[ignore = "needs root and tap0 in a netns: run scripts/tap-netns.sh test"]
 fn the_tap_examples_idle_timeout_closes_a_silent_client_and_only_it() {
     let _lock = TAP_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     // Over a lossy link a lost segment waits 1 s, then 2 s if lost again, before it is sent

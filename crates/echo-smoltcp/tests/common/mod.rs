@@ -13,7 +13,7 @@ use echo_smoltcp::embassy_net_driver::{
 };
 use echo_smoltcp::embedded_nal::{TcpClientStack, TcpFullStack};
 use echo_smoltcp::smoltcp::iface::{Config, SocketHandle, SocketStorage};
-use echo_smoltcp::smoltcp::phy::ChecksumCapabilities;
+use echo_smoltcp::smoltcp::phy::{ChecksumCapabilities, Device, FaultInjector};
 use echo_smoltcp::smoltcp::socket::tcp;
 use echo_smoltcp::smoltcp::time::{Duration, Instant};
 use echo_smoltcp::smoltcp::wire::{
@@ -138,7 +138,39 @@ pub fn stack<const N: usize>(
     options: TcpOptions,
 ) -> TestStack<N> {
     let device = DriverDevice::new(end).unwrap();
-    let mut config = Config::new(device.hardware_address());
+    let mac = device.hardware_address();
+    stack_on(device, mac, host, buffer, options)
+}
+
+/// A stack on a wire that loses `loss` percent of the frames each way and corrupts `corrupt`
+/// percent (smoltcp's `FaultInjector`, seeded by `host`).
+pub fn lossy_stack<const N: usize>(
+    end: WireEnd,
+    host: u8,
+    buffer: usize,
+    options: TcpOptions,
+    loss: u8,
+    corrupt: u8,
+) -> LossyStack<N> {
+    let device = DriverDevice::new(end).unwrap();
+    let mac = device.hardware_address();
+    let mut device = FaultInjector::new(device, u32::from(host) * 104_729);
+    device.set_drop_chance(loss);
+    device.set_corrupt_chance(corrupt);
+    stack_on(device, mac, host, buffer, options)
+}
+
+pub type LossyStack<const N: usize> = Stack<'static, FaultInjector<DriverDevice<WireEnd>>, N>;
+
+/// A stack of `N` pooled sockets over `device`, otherwise as [`stack`].
+pub fn stack_on<D: Device, const N: usize>(
+    device: D,
+    mac: echo_smoltcp::smoltcp::wire::HardwareAddress,
+    host: u8,
+    buffer: usize,
+    options: TcpOptions,
+) -> Stack<'static, D, N> {
+    let mut config = Config::new(mac);
     config.random_seed = u64::from(host) * 7919;
     let storage: &'static mut [SocketStorage<'static>] =
         Vec::leak((0..N + 2).map(|_| SocketStorage::EMPTY).collect());
