@@ -4,9 +4,9 @@
 //! segments that answer what the stack last sent (so that connections get established and
 //! carry data), ARP, and raw frames.
 //!
-//! Properties: no panic; once the peers are quiet (five minutes of virtual time, past the
-//! stack's keep-alive, timeout and handshake timeout), every pool socket is back in the pool
-//! or listening, and none is held by the server.
+//! Properties: no panic; once the peers are quiet (twenty minutes of virtual time, past the
+//! stack's keep-alive, timeout and handshake timeout of every socket in turn), every pool
+//! socket is back in the pool or listening, and none is held by the server.
 
 use std::collections::VecDeque;
 
@@ -304,9 +304,12 @@ pub fn check(data: &[u8]) {
         }
     }
 
-    // The peers go quiet for five minutes: every timer of the stack runs out.
-    for _ in 0..300 {
-        now += Duration::from_secs(1);
+    // The peers go quiet for twenty minutes, time enough for every connection to end: each
+    // of the four sockets may hold one whose peer vanished, and a connection that waited in
+    // the backlog gets its own timeout again once accepted (smoltcp restarts the timeout when
+    // the application writes to an empty transmit buffer, here the echo of what it received).
+    for step in 0..300u64 {
+        now += Duration::from_secs(if step < 60 { 1 } else { 5 });
         turn(&mut stack, &mut server, now);
         stack.device_mut().tx.clear();
     }
