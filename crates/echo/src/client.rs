@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::event::{CloseReason, ConnId, Event};
 use crate::link::{Link, Pumped};
 use crate::role::{Role, Stats};
+use crate::rules::{ConnIds, Greeting};
 use crate::stack::ZeroRead;
 use crate::time::{millis, Duration, Instant};
 
@@ -157,7 +158,7 @@ enum State<T> {
     Connected {
         id: ConnId,
         link: Link<T>,
-        greeted: usize,
+        greeting: Greeting,
     },
     /// Waiting before the next attempt.
     Backoff {
@@ -203,7 +204,7 @@ where
     state: State<S::TcpSocket>,
     /// Failed attempts since the last established connection.
     failures: u32,
-    next_id: u32,
+    ids: ConnIds,
     stats: Stats,
 }
 
@@ -222,7 +223,7 @@ where
             buffer,
             state: State::Idle,
             failures: 0,
-            next_id: 0,
+            ids: ConnIds::default(),
             stats: Stats::new(1),
         }
     }
@@ -284,15 +285,14 @@ where
                 };
                 match outcome {
                     Ok(true) => {
-                        let conn = ConnId(self.next_id);
-                        self.next_id = self.next_id.wrapping_add(1);
+                        let conn = self.ids.next();
                         self.failures = 0;
-                        self.stats.connections += 1;
+                        self.stats.opened();
                         info!("connected to {}", Address(remote));
                         self.state = State::Connected {
                             id: conn,
                             link: Link::new(socket, now),
-                            greeted: 0,
+                            greeting: Greeting::default(),
                         };
                         on_event(Event::Opened {
                             conn,
@@ -315,9 +315,9 @@ where
             State::Connected {
                 id,
                 mut link,
-                greeted,
+                mut greeting,
             } => {
-                let (outcome, greeted) = self.echo(stack, &mut link, greeted, id, now, on_event);
+                let outcome = self.echo(stack, &mut link, &mut greeting, id, now, on_event);
                 match outcome {
                     Pumped::Closed(reason) => {
                         close(stack, id, link, reason, on_event);
@@ -330,11 +330,11 @@ where
                         Ok(true)
                     }
                     Pumped::Progress => {
-                        self.state = State::Connected { id, link, greeted };
+                        self.state = State::Connected { id, link, greeting };
                         Ok(true)
                     }
                     Pumped::Idle => {
-                        self.state = State::Connected { id, link, greeted };
+                        self.state = State::Connected { id, link, greeting };
                         Ok(false)
                     }
                 }
@@ -358,44 +358,43 @@ where
         }
     }
 
-    /// The greeting first, then the echo; returns the outcome and how much of the greeting went.
+    /// The greeting first, then the echo.
     fn echo<F>(
         &mut self,
         stack: &mut S,
         link: &mut Link<S::TcpSocket>,
-        mut greeted: usize,
+        greeting: &mut Greeting,
         id: ConnId,
         now: Instant,
         on_event: &mut F,
-    ) -> (Pumped<S::Error>, usize)
+    ) -> Pumped<S::Error>
     where
         F: FnMut(Event<'_, S::Error>),
     {
         if link.is_idle(now, self.config.idle_timeout) {
-            return (Pumped::Closed(CloseReason::IdleTimeout), greeted);
+            return Pumped::Closed(CloseReason::IdleTimeout);
         }
-        let greeting = self.config.greeting;
-        if greeted < greeting.len() {
-            match link.send_from(stack, &greeting[greeted..], now, &mut self.stats) {
-                Ok(0) => return (Pumped::Idle, greeted),
+        let rest = greeting.rest(self.config.greeting);
+        if !rest.is_empty() {
+            match link.send_from(stack, rest, now, &mut self.stats) {
+                Ok(0) => return Pumped::Idle,
                 Ok(sent) => {
-                    greeted += sent;
-                    if greeted < greeting.len() {
-                        return (Pumped::Progress, greeted);
+                    greeting.sent(sent);
+                    if !greeting.rest(self.config.greeting).is_empty() {
+                        return Pumped::Progress;
                     }
                 }
-                Err(reason) => return (Pumped::Closed(reason), greeted),
+                Err(reason) => return Pumped::Closed(reason),
             }
         }
-        let outcome = link.pump(
+        link.pump(
             stack,
             self.buffer,
             self.config.zero_read,
             now,
             &mut self.stats,
             |bytes| on_event(Event::Received { conn: id, bytes }),
-        );
-        (outcome, greeted)
+        )
     }
 
     /// Schedules the next attempt, or finishes and returns `error` when none is allowed.

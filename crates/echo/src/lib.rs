@@ -100,6 +100,7 @@ mod error;
 mod event;
 mod link;
 mod role;
+mod rules;
 mod screen;
 mod server;
 mod stack;

@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::event::{CloseReason, ConnId, Event};
 use crate::link::{Link, Pumped};
 use crate::role::{Role, Stats};
+use crate::rules::ConnIds;
 use crate::stack::{LocalAddress, ZeroRead};
 use crate::time::{millis, Duration, Instant};
 
@@ -161,7 +162,7 @@ where
     failures: u32,
     slots: &'a mut [Slot<S::TcpSocket>],
     buffer: &'a mut [u8],
-    next_id: u32,
+    ids: ConnIds,
     stats: Stats,
 }
 
@@ -190,7 +191,7 @@ where
             failures: 0,
             slots,
             buffer,
-            next_id: 0,
+            ids: ConnIds::default(),
             stats,
         }
     }
@@ -321,9 +322,8 @@ where
             };
             match stack.accept(listener) {
                 Ok((socket, peer)) => {
-                    let conn = ConnId(self.next_id);
-                    self.next_id = self.next_id.wrapping_add(1);
-                    self.stats.connections += 1;
+                    let conn = self.ids.next();
+                    self.stats.opened();
                     self.failures = 0;
                     info!("{} accepted from {}", conn.0, Address(peer));
                     self.slots[index].conn = Some(Served {
