@@ -10,9 +10,9 @@ use crate::error::Error;
 use crate::event::{CloseReason, ConnId, Event};
 use crate::link::{Link, Pumped};
 use crate::role::{Role, Stats};
-use crate::rules::{ConnIds, Greeting};
+use crate::rules::{after_disconnect, ConnIds, Failures, Greeting};
 use crate::stack::ZeroRead;
-use crate::time::{millis, Duration, Instant};
+use crate::time::{Duration, Instant};
 
 /// The tutorial's greeting.
 pub const DEFAULT_GREETING: &str = "hello MicroPython, I am TCP Client";
@@ -203,7 +203,7 @@ where
     buffer: &'a mut [u8],
     state: State<S::TcpSocket>,
     /// Failed attempts since the last established connection.
-    failures: u32,
+    failures: Failures,
     ids: ConnIds,
     stats: Stats,
 }
@@ -222,7 +222,7 @@ where
             config,
             buffer,
             state: State::Idle,
-            failures: 0,
+            failures: Failures::default(),
             ids: ConnIds::default(),
             stats: Stats::new(1),
         }
@@ -254,7 +254,7 @@ where
                 let remote = self.config.remote;
                 on_event(Event::Connecting {
                     remote,
-                    attempt: self.failures + 1,
+                    attempt: self.failures.attempt(),
                 });
                 match stack.socket() {
                     Ok(socket) => self.state = State::Connecting { socket, since: now },
@@ -286,7 +286,7 @@ where
                 match outcome {
                     Ok(true) => {
                         let conn = self.ids.next();
-                        self.failures = 0;
+                        self.failures.reset();
                         self.stats.opened();
                         info!("connected to {}", Address(remote));
                         self.state = State::Connected {
@@ -321,11 +321,9 @@ where
                 match outcome {
                     Pumped::Closed(reason) => {
                         close(stack, id, link, reason, on_event);
-                        self.state = match self.config.reconnect {
-                            Some(reconnect) if reconnect.after_disconnect => State::Backoff {
-                                until: now + reconnect.backoff.initial,
-                            },
-                            _ => State::Finished,
+                        self.state = match after_disconnect(self.config.reconnect) {
+                            Some(wait) => State::Backoff { until: now + wait },
+                            None => State::Finished,
                         };
                         Ok(true)
                     }
@@ -407,19 +405,8 @@ where
     where
         F: FnMut(Event<'_, S::Error>),
     {
-        self.failures = self.failures.saturating_add(1);
-        let retry = self
-            .config
-            .reconnect
-            .filter(|reconnect| reconnect.max_retries.is_none_or(|max| self.failures <= max));
-        match retry {
-            Some(reconnect) => {
-                let retry_in = reconnect.backoff.delay(self.failures);
-                warn!(
-                    "connection attempt {} failed; retrying in {} ms",
-                    self.failures,
-                    millis(retry_in)
-                );
+        match self.failures.reconnect(self.config.reconnect) {
+            Some(retry_in) => {
                 self.state = State::Backoff {
                     until: now + retry_in,
                 };
@@ -430,7 +417,6 @@ where
                 Ok(())
             }
             None => {
-                warn!("connection attempt {} failed; giving up", self.failures);
                 self.state = State::Finished;
                 on_event(Event::ConnectFailed {
                     error: &error,
@@ -495,7 +481,7 @@ where
         F: FnMut(Event<'_, S::Error>),
     {
         self.stop(stack, State::Idle, &mut on_event);
-        self.failures = 0;
+        self.failures.reset();
     }
 
     /// Closes the connection (or attempt) and finishes the client.
