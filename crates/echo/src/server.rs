@@ -354,7 +354,9 @@ where
     where
         F: FnMut(Event<'_, S::Error>),
     {
-        let retry_in = self.failures.relisten(self.config.port, self.config.relisten);
+        let retry_in = self
+            .failures
+            .relisten(self.config.port, self.config.relisten);
         self.listener = Listener::Backoff {
             until: now + retry_in,
         };
