@@ -19,10 +19,10 @@
 //! buffer. Pick them for a bare-metal loop, or beside other work in one super-loop.
 //!
 //! The async roles are for firmware that already runs an executor (embassy, esp-rtos): the
-//! server is one future that holds `N` accepts pending at once (embassy-net refuses a
-//! connection that finds no socket accepting, so accepting one after another would refuse
+//! server is one future that holds `N + BACKLOG` accepts pending at once (embassy-net refuses
+//! a connection that finds no socket accepting, so accepting one after another would refuse
 //! clients), each connection echoing in its own branch of the future. The future's size is
-//! fixed at compile time (`N` is a const generic); nothing is allocated.
+//! fixed at compile time (`N` and `BACKLOG` are const generics); nothing is allocated.
 //!
 //! ```no_run
 //! use echo::asynch::{AsyncEchoServer, BindAddress, Clock};
@@ -44,7 +44,7 @@
 //!   `ConnectionAborted`, `BrokenPipe` or `NotConnected` means the peer is gone
 //!   ([`CloseReason::PipeClosed`]); others end the connection
 //!   as [`CloseReason::Failed`].
-//! - `accept` may be awaited by `N` tasks at once, each getting its own connection. An
+//! - `accept` may be awaited `N + BACKLOG` times at once, each getting its own connection. An
 //!   `accept` error is reported as [`Event::ListenFailed`] and
 //!   that accept is tried again after the [`relisten`](crate::ServerConfig::relisten) backoff;
 //!   the connections being served and the other accepts go on.

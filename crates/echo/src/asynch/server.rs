@@ -1,12 +1,14 @@
-//! The tutorial's server as one future: `N` accepts always pending, each connection echoing
-//! in its own branch.
+//! The tutorial's server as one future: accepts always pending, each connection echoing in
+//! its own branch.
 
-use core::future::Future;
+use core::cell::{Cell, RefCell};
+use core::future::{poll_fn, Future};
 use core::net::{Ipv4Addr, SocketAddr};
 use core::pin::pin;
+use core::task::{Poll, Waker};
 
 use edge_nal::{Close, TcpAccept, TcpShutdown};
-use embassy_futures::join::join_array;
+use embassy_futures::join::{join, join_array};
 use embassy_futures::select::{select, Either};
 
 use super::{BindAddress, Clock, Shared, Waited, LINGER};
@@ -16,8 +18,16 @@ use crate::event::{CloseReason, Event};
 use crate::role::Stats;
 use crate::server::ServerConfig;
 
-/// An async TCP echo server for up to `N` clients at once, over any edge-nal stack that also
-/// says where clients reach it ([`BindAddress`]).
+/// An async TCP echo server for up to `N` clients at once, with `BACKLOG` more waiting, over
+/// any edge-nal stack that also says where clients reach it ([`BindAddress`]).
+///
+/// It keeps `N + BACKLOG` accepts pending at once (never one after another): on a stack
+/// without a listen backlog (embassy-net), a connection that finds no accept pending is
+/// refused. A connection accepted while `N` are being served waits, unread, until one ends
+/// (the nb server's listen backlog does the same); the stack's receive window holds what it
+/// sends meanwhile. So when all `N` are busy, `BACKLOG` accepts are still pending, and a
+/// client arriving just as another leaves is not refused. On embassy-net each pending accept
+/// holds a socket: give the stack `N + BACKLOG` sockets, plus a few for closing ones.
 ///
 /// The same guarantees as [`EchoServer`](crate::EchoServer): every byte back in order; a
 /// connection is not read again until its echo is written; after the peer's end of stream
@@ -38,14 +48,14 @@ use crate::server::ServerConfig;
 /// server.run(stack, clock, |event| { /* the screen, the log */ }).await;
 /// # }
 /// ```
-pub struct AsyncEchoServer<'a, const N: usize> {
+pub struct AsyncEchoServer<'a, const N: usize, const BACKLOG: usize = 1> {
     config: ServerConfig,
     buffer: &'a mut [u8],
     stats: Stats,
 }
 
-impl<'a, const N: usize> AsyncEchoServer<'a, N> {
-    /// A server for `N` clients at once, echoing through `buffer`.
+impl<'a, const N: usize, const BACKLOG: usize> AsyncEchoServer<'a, N, BACKLOG> {
+    /// A server for `N` clients at once (and `BACKLOG` waiting), echoing through `buffer`.
     ///
     /// # Panics
     /// If `N` is 0 or `buffer` is smaller than one byte per client.
@@ -132,12 +142,11 @@ impl<'a, const N: usize> AsyncEchoServer<'a, N> {
         shared.emit(Event::Listening { local });
 
         let share = self.buffer.len() / N;
-        let mut buffers = self.buffer.chunks_exact_mut(share);
-        let slots: [_; N] = core::array::from_fn(|_| {
-            let buffer = buffers.next().expect("N chunks of buffer.len() / N");
-            serve_slot(&shared, &config, &acceptor, buffer)
-        });
-        let mut slots = pin!(join_array(slots));
+        let shares = Shares::<N>::new(self.buffer.chunks_exact_mut(share));
+        let served: [_; N] = core::array::from_fn(|_| serve(&shared, &config, &acceptor, &shares));
+        let waiting: [_; BACKLOG] =
+            core::array::from_fn(|_| serve(&shared, &config, &acceptor, &shares));
+        let mut slots = pin!(join(join_array(served), join_array(waiting)));
         if let Either::Second(_) = select(slots.as_mut(), stop).await {
             // Each slot sees the stop at its next wait, closes its connection, and ends.
             shared.stop();
@@ -147,12 +156,59 @@ impl<'a, const N: usize> AsyncEchoServer<'a, N> {
     }
 }
 
-/// One of the `N` branches: accept, echo, close, over again, until stopped.
-async fn serve_slot<A, K, F>(
+/// The `N` shares of the echo buffer, each lent to one connection at a time.
+struct Shares<'b, const N: usize> {
+    free: [Cell<Option<&'b mut [u8]>>; N],
+    /// The branch waiting for a share (all branches run in one task: one waker).
+    waiting: RefCell<Option<Waker>>,
+}
+
+impl<'b, const N: usize> Shares<'b, N> {
+    fn new(mut chunks: impl Iterator<Item = &'b mut [u8]>) -> Self {
+        Shares {
+            free: core::array::from_fn(|_| Cell::new(chunks.next())),
+            waiting: RefCell::new(None),
+        }
+    }
+
+    /// A share, once one is free.
+    async fn take(&self) -> &'b mut [u8] {
+        poll_fn(|cx| {
+            if let Some(share) = self.free.iter().find_map(Cell::take) {
+                return Poll::Ready(share);
+            }
+            let mut waiting = self.waiting.borrow_mut();
+            match waiting.as_ref() {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => *waiting = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn give_back(&self, share: &'b mut [u8]) {
+        if let Some(cell) = self.free.iter().find(|cell| {
+            let empty = cell.take();
+            let is_empty = empty.is_none();
+            cell.set(empty);
+            is_empty
+        }) {
+            cell.set(Some(share));
+        }
+        if let Some(waker) = self.waiting.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+}
+
+/// One of the `N + BACKLOG` branches: accept, wait for a share of the buffer, echo, close,
+/// over again, until stopped.
+async fn serve<'b, A, K, F, const N: usize>(
     shared: &Shared<'_, K, F>,
     config: &ServerConfig,
     acceptor: &A,
-    buffer: &mut [u8],
+    shares: &Shares<'b, N>,
 ) where
     A: TcpAccept,
     K: Clock,
@@ -177,12 +233,21 @@ async fn serve_slot<A, K, F>(
                 continue;
             }
         };
+        let buffer = match shared.wait(shares.take(), None, true).await {
+            Waited::Done(buffer) => buffer,
+            // Stopped while waiting in the backlog: it was never opened, so no event.
+            Waited::Deadline | Waited::Stopped => {
+                end(shared, &mut socket, &CloseReason::<A::Error>::Shutdown).await;
+                return;
+            }
+        };
         let (conn, open) = shared.opened();
         info!("{} accepted from {}", conn.0, Address(peer));
         shared.emit(Event::Opened { conn, peer, open });
         let reason = shared
             .echo(&mut socket, conn, &[], buffer, config.idle_timeout)
             .await;
+        shares.give_back(buffer);
         debug!(
             "{} from {} ended: {}",
             conn.0,
@@ -242,9 +307,9 @@ mod tests {
     use std::vec::Vec;
     use std::{format, vec};
 
-    /// Runs a server for `N` clients with `share` bytes each on `net` until `stop_when`; the
-    /// events as text, and whether `run_until` returned.
-    fn serve<const N: usize>(
+    /// Runs a server for `N` clients (and `B` waiting) with `share` bytes each on `net` until
+    /// `stop_when`; the events as text, and the stats if `run_until` returned.
+    fn serve<const N: usize, const B: usize>(
         net: &MockNet,
         config: ServerConfig,
         share: usize,
@@ -253,7 +318,7 @@ mod tests {
         let events = RefCell::new(Vec::new());
         let flag = Cell::new(false);
         let mut buffer = vec![0u8; N * share];
-        let mut server = AsyncEchoServer::<N>::new(config, &mut buffer);
+        let mut server = AsyncEchoServer::<N, B>::new(config, &mut buffer);
         let ran = drive(
             net,
             &flag,
@@ -269,6 +334,16 @@ mod tests {
             1_000_000,
         );
         (events.into_inner(), ran)
+    }
+
+    /// The most connections served at once, by the `open` count of the events.
+    fn most_served(events: &[String]) -> usize {
+        events
+            .iter()
+            .filter(|e| e.starts_with("opened "))
+            .filter_map(|e| e.rsplit(' ').next()?.parse().ok())
+            .max()
+            .unwrap_or(0)
     }
 
     fn bytes(n: usize, seed: u8) -> Vec<u8> {
@@ -292,14 +367,14 @@ mod tests {
         for peer in &peers {
             net.arrive(peer.clone());
         }
-        let (events, stats) = serve::<3>(&net, ServerConfig::new(), 256, MockNet::all_done);
+        let (events, stats) = serve::<3, 1>(&net, ServerConfig::new(), 256, MockNet::all_done);
         let stats = stats.expect("the server returns after the stop");
         for (index, peer) in peers.iter().enumerate() {
             let conn = net.conn(index);
             assert_eq!(conn.received, peer.sends, "connection {index}");
             assert_eq!(conn.closed, Some("close"), "connection {index}");
         }
-        assert_eq!(net.most_open.get(), 3, "served at once");
+        assert_eq!(most_served(&events), 3, "served at once");
         assert_eq!(events[0], "listening 10.0.0.1:5001");
         for index in 0..3 {
             assert!(events.contains(&format!(
@@ -318,12 +393,28 @@ mod tests {
     #[test]
     fn keeps_an_accept_pending_for_every_free_slot() {
         let net = MockNet::new();
-        let (_, stats) = serve::<3>(&net, ServerConfig::new(), 16, |net| {
-            net.most_accepting.get() == 3
+        let (_, stats) = serve::<3, 2>(&net, ServerConfig::new(), 16, |net| {
+            net.most_accepting.get() == 5
         });
         assert!(stats.is_some(), "stops while accepting");
-        assert_eq!(net.most_accepting.get(), 3);
+        assert_eq!(net.most_accepting.get(), 5, "N + BACKLOG accepts at once");
         assert_eq!(net.accepting.get(), 0, "no accept is left behind");
+
+        // All three served: the backlog's two accepts are still pending.
+        let net = MockNet::new();
+        for port in 0..3 {
+            net.arrive(Peer::new(40000 + port, b"stay").end(End::Open));
+        }
+        let (events, stats) = serve::<3, 2>(&net, ServerConfig::new(), 16, |net| {
+            let echoed = net.conns.borrow().iter().all(|c| c.received.len() == 4);
+            echoed && net.open() == 3 && net.accepting.get() == 2
+        });
+        assert!(
+            stats.is_some(),
+            "two accepts pending while three are served"
+        );
+        assert_eq!(most_served(&events), 3);
+        assert_eq!(net.accepting.get(), 0, "stopped");
     }
 
     #[test]
@@ -332,9 +423,10 @@ mod tests {
         for port in 0..7 {
             net.arrive(Peer::new(40000 + port, &bytes(100, port as u8)).chunks(&[9]));
         }
-        let (events, stats) = serve::<2>(&net, ServerConfig::new(), 32, MockNet::all_done);
+        let (events, stats) = serve::<2, 1>(&net, ServerConfig::new(), 32, MockNet::all_done);
         assert_eq!(stats.map(|s| s.connections), Some(7));
-        assert_eq!(net.most_open.get(), 2);
+        assert_eq!(most_served(&events), 2, "served two at a time");
+        assert_eq!(net.most_open.get(), 3, "and one more accepted, waiting");
         for index in 0..7 {
             assert_eq!(net.conn(index).received, bytes(100, index as u8));
         }
@@ -353,7 +445,7 @@ mod tests {
         net.arrive(Peer::new(40001, &bytes(2000, 4)).chunks(&[50]));
         // No idle timeout: the stalled peer holds its slot, and nothing can move after the
         // other one is served.
-        let (_, stats) = serve::<2>(&net, ServerConfig::new(), 64, |_| false);
+        let (_, stats) = serve::<2, 1>(&net, ServerConfig::new(), 64, |_| false);
         assert_eq!(stats, None, "stuck on the stalled peer, as it should be");
         assert_eq!(net.conn(0).read(), 64, "one buffer read, none more");
         assert_eq!(
@@ -369,7 +461,7 @@ mod tests {
         net.arrive(Peer::new(40000, b"").end(End::Open));
         net.arrive(Peer::new(40001, &bytes(500, 5)).chunks(&[10]));
         let config = ServerConfig::new().with_idle_timeout(Some(Duration::from_secs(10)));
-        let (events, stats) = serve::<2>(&net, config, 64, MockNet::all_done);
+        let (events, stats) = serve::<2, 1>(&net, config, 64, MockNet::all_done);
         assert!(stats.is_some());
         assert!(
             events.contains(&String::from("closed #0 idle timeout 0")),
@@ -389,7 +481,7 @@ mod tests {
                 .end(End::Reset),
         );
         net.arrive(Peer::new(40001, &bytes(3000, 7)).chunks(&[10]));
-        let (events, stats) = serve::<2>(&net, ServerConfig::new(), 64, MockNet::all_done);
+        let (events, stats) = serve::<2, 1>(&net, ServerConfig::new(), 64, MockNet::all_done);
         assert!(stats.is_some());
         assert!(
             events.contains(&String::from("closed #0 pipe closed 1")),
@@ -411,7 +503,7 @@ mod tests {
         net.fail_accept(MockError(ErrorKind::OutOfMemory));
         net.fail_accept(MockError(ErrorKind::OutOfMemory));
         net.arrive(Peer::new(40000, b"still served"));
-        let (events, stats) = serve::<1>(&net, ServerConfig::new(), 64, MockNet::all_done);
+        let (events, stats) = serve::<1, 0>(&net, ServerConfig::new(), 64, MockNet::all_done);
         assert!(stats.is_some());
         let failed =
             "listen failed: the listening socket failed to accept: MockError(OutOfMemory);";
@@ -434,7 +526,7 @@ mod tests {
         net.fail_bind(MockError(ErrorKind::AddrInUse));
         net.arrive(Peer::new(40000, b"x"));
         let config = ServerConfig::new().with_port(7);
-        let (events, _) = serve::<1>(&net, config, 8, MockNet::all_done);
+        let (events, _) = serve::<1, 1>(&net, config, 8, MockNet::all_done);
         assert_eq!(
             events[..2],
             [
@@ -451,7 +543,7 @@ mod tests {
         let net = MockNet::new();
         net.arrive(Peer::new(40000, b"a").end(End::Open));
         net.arrive(Peer::new(40001, b"b").end(End::Open));
-        let (events, stats) = serve::<3>(&net, ServerConfig::new(), 8, |net| {
+        let (events, stats) = serve::<3, 1>(&net, ServerConfig::new(), 8, |net| {
             net.open() == 2 && net.conns.borrow().iter().all(|c| c.received.len() == 1)
         });
         let stats = stats.expect("returns after the stop");
@@ -485,6 +577,7 @@ mod tests {
                 1..6,
             ),
             slots in 1usize..4,
+            backlog in 0usize..3,
             share in 1usize..200,
         ) {
             let net = MockNet::new();
@@ -496,10 +589,18 @@ mod tests {
             for p in &peers {
                 net.arrive(p.clone());
             }
-            let stats = match slots {
-                1 => serve::<1>(&net, ServerConfig::new(), share, MockNet::all_done).1,
-                2 => serve::<2>(&net, ServerConfig::new(), share, MockNet::all_done).1,
-                _ => serve::<3>(&net, ServerConfig::new(), share, MockNet::all_done).1,
+            let config = ServerConfig::new();
+            let done = MockNet::all_done;
+            let (events, stats) = match (slots, backlog) {
+                (1, 0) => serve::<1, 0>(&net, config, share, done),
+                (1, 1) => serve::<1, 1>(&net, config, share, done),
+                (1, _) => serve::<1, 2>(&net, config, share, done),
+                (2, 0) => serve::<2, 0>(&net, config, share, done),
+                (2, 1) => serve::<2, 1>(&net, config, share, done),
+                (2, _) => serve::<2, 2>(&net, config, share, done),
+                (_, 0) => serve::<3, 0>(&net, config, share, done),
+                (_, 1) => serve::<3, 1>(&net, config, share, done),
+                (_, _) => serve::<3, 2>(&net, config, share, done),
             };
             prop_assert!(stats.is_some());
             for (index, p) in peers.iter().enumerate() {
@@ -507,7 +608,8 @@ mod tests {
                 prop_assert_eq!(&conn.received, &p.sends);
                 prop_assert_eq!(conn.closed, Some("close"));
             }
-            prop_assert!(net.most_open.get() <= slots);
+            prop_assert!(most_served(&events) <= slots);
+            prop_assert!(net.most_open.get() <= slots + backlog);
         }
     }
 }
