@@ -247,7 +247,6 @@ async fn serve<'b, A, K, F, const N: usize>(
         let reason = shared
             .echo(&mut socket, conn, &[], buffer, config.idle_timeout)
             .await;
-        shares.give_back(buffer);
         debug!(
             "{} from {} ended: {}",
             conn.0,
@@ -256,6 +255,8 @@ async fn serve<'b, A, K, F, const N: usize>(
         );
         end(shared, &mut socket, &reason).await;
         drop(socket);
+        // Only now: a connection counts until it is closed, so at most `N` are open at once.
+        shares.give_back(buffer);
         let open = shared.closed();
         shared.emit(Event::Closed { conn, reason, open });
         if shared.stopped() {

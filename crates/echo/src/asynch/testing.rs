@@ -116,6 +116,8 @@ pub(crate) struct Conn {
     pub received: Vec<u8>,
     /// How the socket was ended: `close`, `abort`, or dropped without either.
     pub closed: Option<&'static str>,
+    /// Polls of `close` so far.
+    closing: u32,
     pub dropped: bool,
 }
 
@@ -130,6 +132,7 @@ impl Conn {
             write_turn: 0,
             received: Vec::new(),
             closed: None,
+            closing: 0,
             dropped: false,
         }
     }
@@ -426,12 +429,24 @@ impl TcpSplit for MockSocket<'_> {
 }
 
 impl TcpShutdown for MockSocket<'_> {
+    /// Takes a few polls, as a close handshake takes a round trip.
     async fn close(&mut self, _what: Close) -> Result<(), MockError> {
-        let mut conns = self.net.conns.borrow_mut();
-        conns[self.index].closed = Some("close");
-        drop(conns);
-        self.net.moved();
-        Ok(())
+        poll_fn(|_| {
+            let mut conns = self.net.conns.borrow_mut();
+            let conn = &mut conns[self.index];
+            conn.closing += 1;
+            let done = conn.closing > 3;
+            if done {
+                conn.closed = Some("close");
+            }
+            drop(conns);
+            self.net.moved();
+            match done {
+                true => Poll::Ready(Ok(())),
+                false => Poll::Pending,
+            }
+        })
+        .await
     }
 
     async fn abort(&mut self) -> Result<(), MockError> {
