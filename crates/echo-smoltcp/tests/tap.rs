@@ -539,8 +539,10 @@ fn a_reset_mid_stream_ends_only_that_connection(name: &str) {
     let steady = kernel_connect(5206);
     echo_line(&steady, "before\n");
 
-    // Sends without reading its echo, then resets (SO_LINGER 0).
+    // Served first (a connection reset before it is accepted is never reported), then sends
+    // without reading its echo, then resets (SO_LINGER 0).
     let resetter = kernel_connect(5206);
+    echo_line(&resetter, "served\n");
     (&resetter)
         .write_all(&vec![7u8; sized(256 * 1024)])
         .unwrap();
@@ -549,16 +551,37 @@ fn a_reset_mid_stream_ends_only_that_connection(name: &str) {
         .unwrap();
     drop(resetter);
 
-    let deadline = StdInstant::now() + StdDuration::from_secs(30);
+    // Over a lossy link the RST may be lost (10%): the stack then learns of the reset from the
+    // RST answering its next keep-alive (20 s idle), which may be lost too.
+    let patience = match lossy_link() {
+        (0, 0) => 30,
+        _ => 100,
+    };
+    let deadline = StdInstant::now() + StdDuration::from_secs(patience);
+    let mut seen = Vec::new();
     let closed = loop {
-        let line = lines
-            .recv_timeout(deadline.saturating_duration_since(StdInstant::now()))
-            .expect("the example reports the reset");
+        let wait = deadline.saturating_duration_since(StdInstant::now());
+        let Ok(line) = lines.recv_timeout(wait) else {
+            let events: Vec<&String> = seen
+                .iter()
+                .filter(|l: &&String| l.starts_with('#'))
+                .collect();
+            panic!("no report of the reset after {patience} s: {events:?}");
+        };
         if line.starts_with("#1 closed: ") {
             break line;
         }
+        seen.push(line);
     };
-    assert_eq!(closed, "#1 closed: pipe closed");
+    // embedded-nal 0.9 has one error kind for a read after the peer's end and after its reset
+    // (`PipeClosed`): the non-blocking core reports a reset met while nothing was left to send
+    // as `eof` (its stack contract), which a lossy link makes happen (the echo is all acked
+    // before the RST comes). The async path reads `Ok(0)` at the end, so a reset is a reset.
+    let expected: &[&str] = match name {
+        "tap" => &["#1 closed: pipe closed", "#1 closed: eof"],
+        _ => &["#1 closed: pipe closed"],
+    };
+    assert!(expected.contains(&closed.as_str()), "{closed}");
     echo_line(&steady, "after\n");
 }
 
