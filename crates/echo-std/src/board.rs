@@ -1,13 +1,18 @@
-//! [`Board`]: the host as the tutorial's board: its network ([`StdStack`]), its clock and its
-//! OLED ([`Display`]), and [`Board::run`], the one loop that runs an echo role on it.
+//! [`Board`]: the host as the tutorial's board: its network ([`StdStack`] or [`AsyncStack`]),
+//! its clock and its OLED ([`Display`]), and `run`, the one loop that runs an echo role on it,
+//! for each engine.
+
+mod asynch;
 
 use std::fmt;
+use std::future::poll_fn;
 use std::io::{self, IsTerminal};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use echo::{Event, Layout, Role, Screen, Stats};
@@ -15,7 +20,9 @@ use echo::{Event, Layout, Role, Screen, Stats};
 use crate::display::{
     FrameBuffer, PngDisplay, RateLimit, TerminalDisplay, TerminalLog, DEFAULT_FRAME_INTERVAL,
 };
-use crate::{Error, Notifier, StdStack};
+use crate::{AsyncStack, Error, Notifier, StdClock, StdStack};
+
+pub use asynch::{AsyncRole, ASYNC_MAX_CLIENTS};
 
 /// Where the OLED goes, as the `--display` option spells it: `auto`, `terminal`, `none` or
 /// `png:PATH`.
@@ -97,8 +104,10 @@ impl Display {
     }
 }
 
-/// The host board: network, clock and display, and [`run`](Self::run), the loop that runs an
-/// echo role with its screen.
+/// The host board: network, clock and display, and `run`, the loop that runs an echo role
+/// with its screen, on either engine: the non-blocking roles on a [`StdStack`]
+/// ([`Board::run`]), the async roles on an [`AsyncStack`] ([`Board<AsyncStack>::run`], and
+/// [`Board::serve`] for a server whose client count is chosen at run time).
 ///
 /// ```no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -114,34 +123,93 @@ impl Display {
 /// # }
 /// ```
 #[derive(Debug)]
-pub struct Board {
-    stack: StdStack,
+pub struct Board<S = StdStack> {
+    stack: S,
+    oled: Oled,
+    clock: StdClock,
+    stop: Arc<StopSignal>,
+}
+
+/// The board's OLED as the loops show it: the display, the picture, and the pace.
+#[derive(Debug)]
+struct Oled {
     display: Display,
     frame: FrameBuffer,
-    origin: Instant,
     limit: RateLimit,
     /// When a picture held back by the rate limit is due.
     redraw_at: Option<Instant>,
-    stop: Arc<AtomicBool>,
 }
 
-/// Stops a [`Board::run`] from another thread (a signal handler's, say).
+/// Stops a board's `run` from another thread (a signal handler's, say).
 #[derive(Clone, Debug)]
 pub struct Stopper {
-    stop: Arc<AtomicBool>,
-    notifier: Notifier,
+    signal: Arc<StopSignal>,
 }
 
 impl Stopper {
     /// Makes the loop close everything and return, at once if it is waiting.
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // A failed wake-up only delays the stop until the loop's next turn.
-        let _ = self.notifier.notify();
+        self.signal.stop();
     }
 }
 
-/// Why [`Board::run`] returned early.
+/// The stop a [`Stopper`] sends, and how it wakes the loop: the waker of the async run's stop
+/// future, or one that notifies the non-blocking stack's poller.
+#[derive(Debug, Default)]
+struct StopSignal {
+    stopped: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl StopSignal {
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        if let Some(waker) = self.waker().as_ref() {
+            waker.wake_by_ref();
+        }
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Wakes `waker` on [`stop`](Self::stop) (instead of the one set before).
+    fn wake(&self, waker: &Waker) {
+        let mut slot = self.waker();
+        if !slot.as_ref().is_some_and(|set| set.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+
+    /// Completes once stopped.
+    async fn stopped(&self) {
+        poll_fn(|cx| {
+            self.wake(cx.waker());
+            match self.is_stopped() {
+                true => Poll::Ready(()),
+                false => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    fn waker(&self) -> std::sync::MutexGuard<'_, Option<Waker>> {
+        // A panic while the lock was held left nothing half-changed: an `Option` was replaced.
+        self.waker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Wakes [`StdStack::wait`]: how a stop reaches the non-blocking loop.
+struct NotifyStack(Notifier);
+
+impl Wake for NotifyStack {
+    fn wake(self: Arc<Self>) {
+        // A failed wake-up only delays the stop until the loop's next turn.
+        let _ = self.0.notify();
+    }
+}
+
+/// Why a board's `run` returned early.
 #[derive(Debug)]
 pub enum RunError {
     /// The role gave up: the client's last allowed connection attempt failed.
@@ -161,65 +229,73 @@ impl fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
-impl Board {
-    /// A board with this network stack and display.
-    pub fn new(stack: StdStack, display: Display) -> Self {
+impl<S> Board<S> {
+    /// A board with this network stack ([`StdStack`] or [`AsyncStack`]) and display.
+    pub fn new(stack: S, display: Display) -> Self {
         Self {
             stack,
-            display,
-            frame: FrameBuffer::new(),
-            origin: Instant::now(),
-            limit: RateLimit::new(DEFAULT_FRAME_INTERVAL),
-            redraw_at: None,
-            stop: Arc::new(AtomicBool::new(false)),
+            oled: Oled {
+                display,
+                frame: FrameBuffer::new(),
+                limit: RateLimit::new(DEFAULT_FRAME_INTERVAL),
+                redraw_at: None,
+            },
+            clock: StdClock::new(),
+            stop: Arc::new(StopSignal::default()),
         }
     }
 
     /// Redraws the display at most once per `interval` (default
     /// [`DEFAULT_FRAME_INTERVAL`]: 20 frames a second).
     pub fn with_frame_interval(mut self, interval: Duration) -> Self {
-        self.limit = RateLimit::new(interval);
+        self.oled.limit = RateLimit::new(interval);
         self
     }
 
-    /// The network stack, for the echo role's `poll`.
-    pub fn stack(&mut self) -> &mut StdStack {
+    /// The network stack, for the echo role.
+    pub fn stack(&mut self) -> &mut S {
         &mut self.stack
     }
 
     /// The display.
     pub fn display(&self) -> &Display {
-        &self.display
+        &self.oled.display
     }
 
     /// Whether there is a display to show the screen on (else updating it is wasted work).
     pub fn has_display(&self) -> bool {
-        !matches!(self.display, Display::None)
+        self.oled.is_shown()
+    }
+
+    /// The board's clock: time since the board was created.
+    pub fn clock(&self) -> &StdClock {
+        &self.clock
     }
 
     /// The board's clock for the echo roles: time since the board was created.
     pub fn now(&self) -> echo::Instant {
-        self.to_echo(Instant::now())
+        self.clock.now()
     }
 
     /// Converts an instant of the board's clock back to std time.
+    ///
+    /// # Panics
+    /// Past what std time can hold.
     pub fn to_std(&self, instant: echo::Instant) -> Instant {
-        self.origin + Duration::from_micros(instant.as_micros())
+        self.clock
+            .to_std(instant)
+            .expect("an instant std time can hold")
     }
 
-    fn to_echo(&self, instant: Instant) -> echo::Instant {
-        let micros = instant.saturating_duration_since(self.origin).as_micros();
-        echo::Instant::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
-    }
-
-    /// A handle that stops [`run`](Self::run) from another thread.
+    /// A handle that stops `run` from another thread.
     pub fn stopper(&self) -> Stopper {
         Stopper {
-            stop: Arc::clone(&self.stop),
-            notifier: self.stack.notifier(),
+            signal: Arc::clone(&self.stop),
         }
     }
+}
 
+impl Board<StdStack> {
     /// Runs `role` until it is finished, `on_event` breaks, or the [`Stopper`] stops it; then
     /// shuts it down (closing every connection) and shows the last picture.
     ///
@@ -241,8 +317,10 @@ impl Board {
         L: Layout,
     {
         let shows_screen = self.has_display();
+        self.stop
+            .wake(&Waker::from(Arc::new(NotifyStack(self.stack.notifier()))));
         let mut outcome = Ok(());
-        while !role.is_finished() && !self.stop.load(Ordering::SeqCst) {
+        while !role.is_finished() && !self.stop.is_stopped() {
             let now = self.now();
             let mut flow = ControlFlow::Continue(());
             let polled = role.poll(&mut self.stack, now, |event| {
@@ -266,7 +344,8 @@ impl Board {
                 break;
             }
             let stats = role.stats();
-            self.show(screen, || summary(stats))
+            self.oled
+                .show(screen, || summary(stats))
                 .map_err(|e| RunError::Board(Error::new("show the display", e)))?;
             if !progress {
                 self.wait_until(role.next_deadline())
@@ -278,20 +357,38 @@ impl Board {
             screen.update(&event);
         });
         let stats = role.stats();
-        self.finish(screen, || summary(stats))
+        self.oled
+            .finish(screen, || summary(stats))
             .map_err(|e| RunError::Board(Error::new("show the display", e)))?;
         outcome
     }
 
+    /// Sleeps until the network has something for the role, a held-back picture is due, or
+    /// the board's clock reads `deadline`. Call it when a `poll` made no progress.
+    fn wait_until(&mut self, deadline: Option<echo::Instant>) -> Result<(), Error> {
+        let due = match (deadline.map(|d| self.to_std(d)), self.oled.redraw_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let timeout = due.map(|due| due.saturating_duration_since(Instant::now()));
+        self.stack.wait(timeout).map(drop)
+    }
+}
+
+impl Oled {
+    fn is_shown(&self) -> bool {
+        !matches!(self.display, Display::None)
+    }
+
     /// Shows what changed on `screen` (and the `summary` line, in a terminal) if the rate
-    /// limit allows a redraw now; otherwise remembers to try again, and
-    /// [`wait_until`](Self::wait_until) wakes up for it. `summary` is only called when drawing. Never waits.
+    /// limit allows a redraw now; otherwise remembers to try again (`redraw_at`), when the
+    /// loop wakes up for it. `summary` is only called when drawing. Never waits.
     fn show<L: Layout>(
         &mut self,
         screen: &mut Screen<L>,
         summary: impl FnOnce() -> String,
     ) -> io::Result<()> {
-        if matches!(self.display, Display::None) {
+        if !self.is_shown() {
             return Ok(());
         }
         let now = Instant::now();
@@ -328,17 +425,6 @@ impl Board {
             Display::Terminal(terminal) => terminal.show(&self.frame, &summary()),
             Display::Png(png) => png.show(&self.frame),
         }
-    }
-
-    /// Sleeps until the network has something for the role, a held-back picture is due, or
-    /// the board's clock reads `deadline`. Call it when a `poll` made no progress.
-    fn wait_until(&mut self, deadline: Option<echo::Instant>) -> Result<(), Error> {
-        let due = match (deadline.map(|d| self.to_std(d)), self.redraw_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let timeout = due.map(|due| due.saturating_duration_since(Instant::now()));
-        self.stack.wait(timeout).map(drop)
     }
 }
 
@@ -421,7 +507,7 @@ mod tests {
             DisplayMode::Png(path.clone()).open(),
         );
         let mut screen = Screen::server();
-        board.show(&mut screen, String::new).unwrap();
+        board.oled.show(&mut screen, String::new).unwrap();
         assert!(!screen.is_dirty(), "drawn");
         let written = std::fs::read(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
