@@ -3,7 +3,7 @@
 //! `TcpConnect` for the client, on async-io; its sockets are edge-nal-std's.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 use std::{fmt, io};
 
@@ -20,6 +20,15 @@ use crate::stack::{
     DEFAULT_CONNECT_TIMEOUT,
 };
 use crate::Error;
+
+/// How many reads and writes on an [`AsyncStack`]'s connections may complete in a row before
+/// the one that follows yields to the executor first.
+///
+/// async-io completes a read at once while data is waiting, and a write while there is room:
+/// an echo of a peer that never stops sending would otherwise never return to the executor,
+/// and the other connections, the display and the stop would wait for that peer to pause
+/// (tokio budgets its tasks the same way).
+pub const OPERATIONS_PER_TURN: u32 = 32;
 
 /// The host's TCP/IP stack for the async echo roles, on async-io: edge-nal's [`TcpBind`] (its
 /// [`Acceptor`] is this crate's own), [`BindAddress`], and embedded-nal-async's
@@ -60,6 +69,8 @@ pub struct AsyncStack {
     accept_limit: Option<usize>,
     received: AtomicU64,
     sent: AtomicU64,
+    /// Reads and writes so far, for [`OPERATIONS_PER_TURN`].
+    operations: AtomicU32,
 }
 
 impl AsyncStack {
@@ -73,6 +84,7 @@ impl AsyncStack {
             accept_limit: None,
             received: AtomicU64::new(0),
             sent: AtomicU64::new(0),
+            operations: AtomicU32::new(0),
         }
     }
 
@@ -126,6 +138,14 @@ impl AsyncStack {
     /// Bytes written to all this stack's connections so far.
     pub fn bytes_sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Yields to the executor once every [`OPERATIONS_PER_TURN`] reads and writes.
+    async fn take_turns(&self) {
+        let count = self.operations.fetch_add(1, Ordering::Relaxed);
+        if count % OPERATIONS_PER_TURN == OPERATIONS_PER_TURN - 1 {
+            futures_lite::future::yield_now().await;
+        }
     }
 
     fn connection<'a>(
@@ -370,6 +390,7 @@ impl ErrorType for Half<'_> {
 
 impl Read for Half<'_> {
     async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Error> {
+        self.stack.take_turns().await;
         let mut socket = self.socket;
         let read = socket
             .read(buffer)
@@ -384,6 +405,7 @@ impl Read for Half<'_> {
 
 impl Write for Half<'_> {
     async fn write(&mut self, bytes: &[u8]) -> Result<usize, Error> {
+        self.stack.take_turns().await;
         let mut socket = self.socket;
         let written = socket
             .write(bytes)
