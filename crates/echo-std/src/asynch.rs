@@ -388,18 +388,26 @@ impl ErrorType for Half<'_> {
     type Error = Error;
 }
 
+impl Half<'_> {
+    /// The error of `doing` (`"receive from"`) with the peer.
+    fn failed(&self, doing: &str, error: io::Error) -> Error {
+        Error::new(format!("{doing} {}", self.peer), error)
+    }
+}
+
 impl Read for Half<'_> {
     async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Error> {
         self.stack.take_turns().await;
         let mut socket = self.socket;
-        let read = socket
-            .read(buffer)
-            .await
-            .map_err(|e| Error::new(format!("receive from {}", self.peer), e))?;
-        self.stack
-            .received
-            .fetch_add(read as u64, Ordering::Relaxed);
-        Ok(read)
+        match socket.read(buffer).await {
+            Ok(read) => {
+                self.stack
+                    .received
+                    .fetch_add(read as u64, Ordering::Relaxed);
+                Ok(read)
+            }
+            Err(e) => Err(self.failed("receive from", e)),
+        }
     }
 }
 
@@ -407,30 +415,27 @@ impl Write for Half<'_> {
     async fn write(&mut self, bytes: &[u8]) -> Result<usize, Error> {
         self.stack.take_turns().await;
         let mut socket = self.socket;
-        let written = socket
-            .write(bytes)
-            .await
-            .map_err(|e| Error::new(format!("send to {}", self.peer), e))?;
-        self.stack.sent.fetch_add(written as u64, Ordering::Relaxed);
-        Ok(written)
+        match socket.write(bytes).await {
+            Ok(written) => {
+                self.stack.sent.fetch_add(written as u64, Ordering::Relaxed);
+                Ok(written)
+            }
+            Err(e) => Err(self.failed("send to", e)),
+        }
     }
 
     async fn flush(&mut self) -> Result<(), Error> {
         let mut socket = self.socket;
-        socket
-            .flush()
-            .await
-            .map_err(|e| Error::new(format!("send to {}", self.peer), e))
+        let flushed = socket.flush().await;
+        flushed.map_err(|e| self.failed("send to", e))
     }
 }
 
 impl Readable for Half<'_> {
     async fn readable(&mut self) -> Result<(), Error> {
         let mut socket = self.socket;
-        socket
-            .readable()
-            .await
-            .map_err(|e| Error::new(format!("wait for data from {}", self.peer), e))
+        let readable = socket.readable().await;
+        readable.map_err(|e| self.failed("wait for data from", e))
     }
 }
 
@@ -683,18 +688,7 @@ mod tests {
 
     #[test]
     fn a_connect_that_hangs_times_out() {
-        // A listener that never accepts: once its queue is full, Linux drops further SYNs and
-        // a connect stays in progress.
-        let listener =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        listener.bind(&SocketAddr::new(LOOPBACK, 0).into()).unwrap();
-        listener.listen(0).unwrap();
-        let address = listener.local_addr().unwrap().as_socket().unwrap();
-        let mut queued = Vec::new();
-        while let Ok(stream) = TcpStream::connect_timeout(&address, Duration::from_millis(200)) {
-            queued.push(stream);
-            assert!(queued.len() < 16, "the listener queue never filled");
-        }
+        let (_listener, address, _queued) = crate::stack::tests::full_listener();
         let stack = AsyncStack::new().with_connect_timeout(Duration::from_millis(300));
         let started = Instant::now();
         let error = within(stack.connect(address)).unwrap_err();

@@ -7,6 +7,7 @@ mod asynch;
 use std::fmt;
 use std::future::poll_fn;
 use std::io::{self, IsTerminal};
+use std::net::{AddrParseError, IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -15,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use echo::{Event, Layout, Role, Screen, Stats};
+use echo::{Event, Layout, Role, Screen, Stats, DEFAULT_PORT};
 
 use crate::display::{
     FrameBuffer, PngDisplay, RateLimit, TerminalDisplay, TerminalLog, DEFAULT_FRAME_INTERVAL,
@@ -59,6 +60,23 @@ impl FromStr for DisplayMode {
 /// The environment variable the examples take their display from, spelled as `--display`:
 /// `ECHO_DISPLAY=png:oled.png cargo run --example tcp_server`.
 pub const DISPLAY_VARIABLE: &str = "ECHO_DISPLAY";
+
+/// The server the example clients connect to, from the program's first argument (see
+/// [`server_address`]).
+pub fn server_from_args() -> Result<SocketAddr, AddrParseError> {
+    server_address(std::env::args().nth(1).as_deref())
+}
+
+/// `IP` (on the tutorial's port 5001) or `IP:PORT`; `127.0.0.1:5001` for `None`.
+pub fn server_address(text: Option<&str>) -> Result<SocketAddr, AddrParseError> {
+    match text {
+        Some(address) => match address.parse::<IpAddr>() {
+            Ok(ip) => Ok(SocketAddr::new(ip, DEFAULT_PORT)),
+            Err(_) => address.parse(),
+        },
+        None => Ok(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), DEFAULT_PORT)),
+    }
+}
 
 impl DisplayMode {
     /// The mode [`DISPLAY_VARIABLE`] names; [`DisplayMode::Auto`] when it is not set.
@@ -454,10 +472,10 @@ fn bytes(count: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use echo::{ClientConfig, EchoClient, EchoServer, ServerConfig, Slot};
-    use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+    use std::net::{TcpListener, TcpStream};
     use std::sync::mpsc;
     use std::thread;
 
@@ -475,6 +493,19 @@ mod tests {
             .parse::<DisplayMode>()
             .unwrap_err()
             .contains("png:PATH"));
+    }
+
+    #[test]
+    fn a_server_address_is_an_ip_on_port_5001_or_an_ip_and_port() {
+        let local = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        assert_eq!(server_address(None), Ok(local(5001)));
+        assert_eq!(server_address(Some("127.0.0.1")), Ok(local(5001)));
+        assert_eq!(server_address(Some("127.0.0.1:6000")), Ok(local(6000)));
+        assert_eq!(
+            server_address(Some("::1")).map(|a| a.port()),
+            Ok(DEFAULT_PORT)
+        );
+        assert!(server_address(Some("board.local")).is_err());
     }
 
     #[test]
@@ -526,51 +557,61 @@ mod tests {
         Board::new(stack, Display::None)
     }
 
-    #[test]
-    fn run_echoes_until_told_to_stop_then_closes_every_connection() {
+    /// A client that pings the server at the address sent on the channel once it listens;
+    /// what it got back before the close, and after.
+    pub(super) fn pinging_client() -> (mpsc::Sender<SocketAddr>, thread::JoinHandle<Vec<u8>>) {
         use std::io::{Read, Write};
-        let mut board = loopback_board();
-        let mut slots = [const { Slot::new() }; 2];
-        let mut buffer = [0; 2 * 64];
-        let config = ServerConfig::new().with_port(0);
-        let mut server = EchoServer::new(config, &mut slots, &mut buffer);
-        let (address, client) = mpsc::channel();
+        let (address, listening) = mpsc::channel();
         let client = thread::spawn(move || {
-            let address: SocketAddr = client.recv().unwrap();
+            let address: SocketAddr = listening.recv().unwrap();
             let mut stream = TcpStream::connect(address).unwrap();
             stream
                 .set_read_timeout(Some(Duration::from_secs(10)))
                 .unwrap();
             stream.write_all(b"ping").unwrap();
-            let mut echoed = [0; 4];
-            stream.read_exact(&mut echoed).unwrap();
-            let mut rest = Vec::new();
-            stream.read_to_end(&mut rest).unwrap();
-            (echoed, rest)
+            let mut received = Vec::new();
+            stream.read_to_end(&mut received).unwrap();
+            received
         });
+        (address, client)
+    }
+
+    /// Runs a server on `board` with `run` until its first echo: each event's name is added to
+    /// `seen`, and the server stops (it closes the connection) once the echo went out.
+    pub(super) fn serve_one_ping(
+        run: impl FnOnce(&mut dyn FnMut(&Event<'_, Error>) -> ControlFlow<()>) -> Result<(), RunError>,
+    ) {
+        let (address, client) = pinging_client();
         let mut seen = Vec::new();
-        board
-            .run(&mut server, &mut Screen::server(), |event| {
-                seen.push(
-                    format!("{event:?}")
-                        .split([' ', '{'])
-                        .next()
-                        .unwrap()
-                        .to_string(),
-                );
-                match event {
-                    Event::Listening { local } => address.send(*local).unwrap(),
-                    // Stop once the echo went out: the client has it, then sees the close.
-                    Event::Received { .. } => return ControlFlow::Break(()),
-                    _ => {}
-                }
-                ControlFlow::Continue(())
-            })
-            .unwrap();
-        let (echoed, rest) = client.join().unwrap();
-        assert_eq!(&echoed, b"ping");
-        assert!(rest.is_empty(), "closed after the echo");
+        run(&mut |event| {
+            seen.push(
+                format!("{event:?}")
+                    .split([' ', '{'])
+                    .next()
+                    .unwrap()
+                    .to_string(),
+            );
+            match event {
+                Event::Listening { local } => address.send(*local).unwrap(),
+                // Stop once the echo went out: the client has it, then sees the close.
+                Event::Received { .. } => return ControlFlow::Break(()),
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(client.join().unwrap(), b"ping", "the echo, then the close");
         assert_eq!(seen, ["Listening", "Opened", "Received", "Closed"]);
+    }
+
+    #[test]
+    fn run_echoes_until_told_to_stop_then_closes_every_connection() {
+        let mut board = loopback_board();
+        let mut slots = [const { Slot::new() }; 2];
+        let mut buffer = [0; 2 * 64];
+        let config = ServerConfig::new().with_port(0);
+        let mut server = EchoServer::new(config, &mut slots, &mut buffer);
+        serve_one_ping(|on_event| board.run(&mut server, &mut Screen::server(), on_event));
         assert!(server.is_finished(), "run shut the server down");
     }
 
@@ -597,23 +638,31 @@ mod tests {
         assert!(server.is_finished());
     }
 
-    #[test]
-    fn a_client_that_gives_up_is_a_role_error() {
-        let mut board = loopback_board();
+    /// An address where nobody listens.
+    pub(super) fn closed_port() -> SocketAddr {
         let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let remote = closed.local_addr().unwrap();
-        drop(closed);
-        let mut buffer = [0; 64];
-        let mut client = EchoClient::new(ClientConfig::new(remote), &mut buffer);
-        let error = board
-            .run(&mut client, &mut Screen::client(), |_| {
-                ControlFlow::Continue(())
-            })
-            .unwrap_err();
+        closed.local_addr().unwrap()
+    }
+
+    /// What a client's run must return when it cannot connect to `remote`.
+    pub(super) fn assert_gave_up(outcome: Result<(), RunError>, remote: SocketAddr) {
+        let error = outcome.unwrap_err();
         assert!(
             matches!(error, RunError::Role(echo::Error::Connect { .. })),
             "{error:?}"
         );
         assert!(error.to_string().contains(&remote.to_string()), "{error}");
+    }
+
+    #[test]
+    fn a_client_that_gives_up_is_a_role_error() {
+        let mut board = loopback_board();
+        let remote = closed_port();
+        let mut buffer = [0; 64];
+        let mut client = EchoClient::new(ClientConfig::new(remote), &mut buffer);
+        let outcome = board.run(&mut client, &mut Screen::client(), |_| {
+            ControlFlow::Continue(())
+        });
+        assert_gave_up(outcome, remote);
     }
 }

@@ -34,7 +34,9 @@ pub mod stack;
 mod clock;
 
 pub use asynch::AsyncStack;
-pub use board::{AsyncRole, Board, Display, DisplayMode, RunError, Stopper, ASYNC_MAX_CLIENTS};
+pub use board::{
+    server_from_args, AsyncRole, Board, Display, DisplayMode, RunError, Stopper, ASYNC_MAX_CLIENTS,
+};
 pub use clock::StdClock;
 pub use error::Error;
 pub use stack::{Notifier, StdStack, TcpSocket};

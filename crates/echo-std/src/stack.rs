@@ -393,13 +393,19 @@ fn register(poller: &Poller, id: usize, socket: &Socket) -> io::Result<()> {
 }
 
 fn open(poller: &Poller, id: usize, address: SocketAddr) -> io::Result<Socket> {
+    let socket = nonblocking(address)?;
+    register(poller, id, &socket)?;
+    Ok(socket)
+}
+
+/// A non-blocking TCP socket of `address`'s family.
+fn nonblocking(address: SocketAddr) -> io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(address),
         Type::STREAM,
         Some(Protocol::TCP),
     )?;
     socket.set_nonblocking(true)?;
-    register(poller, id, &socket)?;
     Ok(socket)
 }
 
@@ -443,12 +449,7 @@ pub(crate) fn unmapped(address: SocketAddr) -> SocketAddr {
 /// A non-blocking TCP socket bound to `address`, ready to listen: how both stacks' listeners
 /// start.
 pub(crate) fn bound(address: SocketAddr) -> io::Result<Socket> {
-    let socket = Socket::new(
-        Domain::for_address(address),
-        Type::STREAM,
-        Some(Protocol::TCP),
-    )?;
-    socket.set_nonblocking(true)?;
+    let socket = nonblocking(address)?;
     // Servers restarted right away must be able to bind again: other OSes than Windows keep
     // the port in TIME_WAIT otherwise.
     #[cfg(unix)]
@@ -773,7 +774,7 @@ impl TcpFullStack for StdStack {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io::Write;
     use std::net::TcpStream;
     use std::thread;
@@ -1099,10 +1100,9 @@ mod tests {
         assert_eq!(again.io_error().kind(), io::ErrorKind::ConnectionRefused);
     }
 
-    #[test]
-    fn connect_times_out_when_the_listener_backlog_is_full() {
-        // A listener that never accepts: once its queue is full, Linux drops further SYNs and
-        // a connect stays in progress.
+    /// A listener that never accepts, its queue full: Linux drops further SYNs, and a connect
+    /// to its address stays in progress. Keep the three while connecting.
+    pub(crate) fn full_listener() -> (Socket, SocketAddr, Vec<TcpStream>) {
         let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         listener
             .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
@@ -1114,6 +1114,12 @@ mod tests {
             queued.push(stream);
             assert!(queued.len() < 16, "the listener queue never filled");
         }
+        (listener, address, queued)
+    }
+
+    #[test]
+    fn connect_times_out_when_the_listener_backlog_is_full() {
+        let (_listener, address, _queued) = full_listener();
         let mut stack = StdStack::new()
             .unwrap()
             .with_connect_timeout(Duration::from_millis(300));

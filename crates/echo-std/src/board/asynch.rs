@@ -311,22 +311,17 @@ impl Board<AsyncStack> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{assert_gave_up, closed_port, serve_one_ping};
     use super::*;
     use echo::ClientConfig;
     use std::io::{Read, Write};
-    use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
     use std::sync::mpsc;
     use std::thread;
 
     fn loopback_board() -> Board<AsyncStack> {
         let stack = AsyncStack::new().with_bind_address(IpAddr::V4(Ipv4Addr::LOCALHOST));
         Board::new(stack, Display::None)
-    }
-
-    /// What kind of event each was, in order.
-    fn kind(event: &Event<'_, Error>) -> String {
-        let text = format!("{event:?}");
-        text.split([' ', '{']).next().unwrap().to_string()
     }
 
     #[test]
@@ -350,36 +345,7 @@ mod tests {
         let mut buffer = [0; 2 * 64];
         let config = ServerConfig::new().with_port(0);
         let mut server = AsyncEchoServer::<2>::new(config, &mut buffer);
-        let (address, client) = mpsc::channel();
-        let client = thread::spawn(move || {
-            let address: SocketAddr = client.recv().unwrap();
-            let mut stream = TcpStream::connect(address).unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            stream.write_all(b"ping").unwrap();
-            let mut echoed = [0; 4];
-            stream.read_exact(&mut echoed).unwrap();
-            let mut rest = Vec::new();
-            stream.read_to_end(&mut rest).unwrap();
-            (echoed, rest)
-        });
-        let mut seen = Vec::new();
-        board
-            .run(&mut server, &mut Screen::server(), |event| {
-                seen.push(kind(event));
-                match event {
-                    Event::Listening { local } => address.send(*local).unwrap(),
-                    Event::Received { .. } => return ControlFlow::Break(()),
-                    _ => {}
-                }
-                ControlFlow::Continue(())
-            })
-            .unwrap();
-        let (echoed, rest) = client.join().unwrap();
-        assert_eq!(&echoed, b"ping");
-        assert!(rest.is_empty(), "closed after the echo");
-        assert_eq!(seen, ["Listening", "Opened", "Received", "Closed"]);
+        serve_one_ping(|on_event| board.run(&mut server, &mut Screen::server(), on_event));
         let stats = AsyncRole::stats(&server);
         assert_eq!((stats.connections, stats.open), (1, 0));
         assert_eq!((stats.bytes_received, stats.bytes_sent), (4, 4));
@@ -410,21 +376,13 @@ mod tests {
     #[test]
     fn a_client_that_gives_up_is_a_role_error() {
         let mut board = loopback_board();
-        let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let remote = closed.local_addr().unwrap();
-        drop(closed);
+        let remote = closed_port();
         let mut buffer = [0; 64];
         let mut client = AsyncEchoClient::new(ClientConfig::new(remote), &mut buffer);
-        let error = board
-            .run(&mut client, &mut Screen::client(), |_| {
-                ControlFlow::Continue(())
-            })
-            .unwrap_err();
-        assert!(
-            matches!(error, RunError::Role(echo::Error::Connect { .. })),
-            "{error:?}"
-        );
-        assert!(error.to_string().contains(&remote.to_string()), "{error}");
+        let outcome = board.run(&mut client, &mut Screen::client(), |_| {
+            ControlFlow::Continue(())
+        });
+        assert_gave_up(outcome, remote);
     }
 
     /// Runs `serve` for `max_clients` in a thread; its address, and a stopper.
