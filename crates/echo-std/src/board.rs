@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Poll, Wake, Waker};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use echo::{Event, Layout, Role, Screen, Stats, DEFAULT_PORT};
@@ -162,17 +162,29 @@ struct Oled {
 #[derive(Clone, Debug)]
 pub struct Stopper {
     signal: Arc<StopSignal>,
+    /// The non-blocking loop's wake-up; `None` for the async run, woken through its waker.
+    notifier: Option<Notifier>,
 }
 
 impl Stopper {
     /// Makes the loop close everything and return, at once if it is waiting.
+    ///
+    /// For the non-blocking loop this stores an atomic and notifies the stack's poller. The
+    /// async run is woken through its executor's waker, behind a lock: call it from a thread
+    /// (as `ctrlc`'s handler does), not from inside a signal handler.
     pub fn stop(&self) {
-        self.signal.stop();
+        match &self.notifier {
+            Some(notifier) => {
+                self.signal.stopped.store(true, Ordering::SeqCst);
+                // A failed wake-up only delays the stop until the loop's next turn.
+                let _ = notifier.notify();
+            }
+            None => self.signal.stop(),
+        }
     }
 }
 
-/// The stop a [`Stopper`] sends, and how it wakes the loop: the waker of the async run's stop
-/// future, or one that notifies the non-blocking stack's poller.
+/// The stop a [`Stopper`] sends, and the waker of the async run's stop future.
 #[derive(Debug, Default)]
 struct StopSignal {
     stopped: AtomicBool,
@@ -214,16 +226,6 @@ impl StopSignal {
     fn waker(&self) -> std::sync::MutexGuard<'_, Option<Waker>> {
         // A panic while the lock was held left nothing half-changed: an `Option` was replaced.
         self.waker.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Wakes [`StdStack::wait`]: how a stop reaches the non-blocking loop.
-struct NotifyStack(Notifier);
-
-impl Wake for NotifyStack {
-    fn wake(self: Arc<Self>) {
-        // A failed wake-up only delays the stop until the loop's next turn.
-        let _ = self.0.notify();
     }
 }
 
@@ -304,16 +306,17 @@ impl<S> Board<S> {
             .to_std(instant)
             .expect("an instant std time can hold")
     }
-
-    /// A handle that stops `run` from another thread.
-    pub fn stopper(&self) -> Stopper {
-        Stopper {
-            signal: Arc::clone(&self.stop),
-        }
-    }
 }
 
 impl Board<StdStack> {
+    /// A handle that stops [`run`](Self::run) from another thread.
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            signal: Arc::clone(&self.stop),
+            notifier: Some(self.stack.notifier()),
+        }
+    }
+
     /// Runs `role` until it is finished, `on_event` breaks, or the [`Stopper`] stops it; then
     /// shuts it down (closing every connection) and shows the last picture.
     ///
@@ -335,8 +338,6 @@ impl Board<StdStack> {
         L: Layout,
     {
         let shows_screen = self.has_display();
-        self.stop
-            .wake(&Waker::from(Arc::new(NotifyStack(self.stack.notifier()))));
         let mut outcome = Ok(());
         while !role.is_finished() && !self.stop.is_stopped() {
             let now = self.now();

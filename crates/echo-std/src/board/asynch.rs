@@ -153,6 +153,15 @@ impl Flag {
 }
 
 impl Board<AsyncStack> {
+    /// A handle that stops [`run`](Self::run) from another thread (not from a signal handler:
+    /// see [`Stopper::stop`]).
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            signal: Arc::clone(&self.stop),
+            notifier: None,
+        }
+    }
+
     /// Runs the async `role` until it is done, `on_event` breaks, or the [`Stopper`] stops it
     /// (it then closes every connection), and shows the last picture: the async counterpart
     /// of [`Board::run`], on async-io's executor ([`async_io::block_on`], which also waits on
