@@ -623,20 +623,26 @@ pub(super) mod tests {
         let mut buffer = [0; 64];
         let config = ServerConfig::new().with_port(0);
         let mut server = EchoServer::new(config, &mut slots, &mut buffer);
-        let stopper = board.stopper();
+        stops_when_told(board.stopper(), || {
+            board.run(&mut server, &mut Screen::server(), |_| {
+                ControlFlow::Continue(())
+            })
+        });
+        assert!(server.is_finished());
+    }
+
+    /// Runs `run`, a run that would wait forever, while another thread stops it through
+    /// `stopper` after 200 ms: it must return then, and no later than 5 s.
+    pub(super) fn stops_when_told(stopper: Stopper, run: impl FnOnce() -> Result<(), RunError>) {
         let stopping = thread::spawn(move || {
             thread::sleep(Duration::from_millis(200));
             stopper.stop();
         });
         let started = Instant::now();
-        board
-            .run(&mut server, &mut Screen::server(), |_| {
-                ControlFlow::Continue(())
-            })
-            .unwrap();
+        run().unwrap();
         stopping.join().unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(200));
         assert!(started.elapsed() < Duration::from_secs(5));
-        assert!(server.is_finished());
     }
 
     /// An address where nobody listens.

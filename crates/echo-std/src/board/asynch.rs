@@ -320,7 +320,7 @@ impl Board<AsyncStack> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{assert_gave_up, closed_port, serve_one_ping};
+    use super::super::tests::{assert_gave_up, closed_port, serve_one_ping, stops_when_told};
     use super::*;
     use echo::ClientConfig;
     use std::io::{Read, Write};
@@ -366,20 +366,32 @@ mod tests {
         let mut buffer = [0; 64];
         let config = ServerConfig::new().with_port(0);
         let mut server = AsyncEchoServer::<1>::new(config, &mut buffer);
-        let stopper = board.stopper();
-        let stopping = thread::spawn(move || {
-            thread::sleep(Duration::from_millis(200));
-            stopper.stop();
+        stops_when_told(board.stopper(), || {
+            board.run(&mut server, &mut Screen::server(), |_| {
+                ControlFlow::Continue(())
+            })
         });
-        let started = Instant::now();
-        board
+    }
+
+    #[test]
+    fn a_display_that_fails_stops_the_role_and_is_the_error() {
+        let path = std::env::temp_dir()
+            .join(format!("echo-std-no-such-dir-{}", std::process::id()))
+            .join("oled.png");
+        let stack = AsyncStack::new().with_bind_address(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let mut board = Board::new(stack, DisplayMode::Png(path).open());
+        let mut buffer = [0; 64];
+        let mut server = AsyncEchoServer::<1>::new(ServerConfig::new().with_port(0), &mut buffer);
+        let error = board
             .run(&mut server, &mut Screen::server(), |_| {
                 ControlFlow::Continue(())
             })
-            .unwrap();
-        stopping.join().unwrap();
-        assert!(started.elapsed() >= Duration::from_millis(200));
-        assert!(started.elapsed() < Duration::from_secs(5));
+            .unwrap_err();
+        assert!(matches!(error, RunError::Board(_)), "{error:?}");
+        assert!(
+            error.to_string().starts_with("show the display: "),
+            "{error}"
+        );
     }
 
     #[test]
