@@ -7,13 +7,16 @@ use std::ops::ControlFlow;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use echo::asynch::AsyncEchoClient;
 use echo::{
     Backoff, ClientConfig, CloseReason, EchoClient, EchoServer, Event, Reconnect, Screen,
     ServerConfig, Slot, DEFAULT_BUFFER_SIZE, DEFAULT_GREETING, DEFAULT_MAX_CLIENTS, DEFAULT_PORT,
 };
 use echo_std::stack::{DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT};
-use echo_std::{Board, Display, DisplayMode, RunError, StdStack, Stopper};
+use echo_std::{
+    AsyncStack, Board, Display, DisplayMode, RunError, StdStack, Stopper, ASYNC_MAX_CLIENTS,
+};
 use log::{debug, error, info, trace, warn};
 
 /// The tutorial's TCP echo server and client, on this computer.
@@ -41,6 +44,9 @@ enum Command {
 #[derive(Args, Debug)]
 #[command(args_override_self = true)]
 struct ServerArgs {
+    /// What runs the echo (the async server serves at most 64 clients at once).
+    #[arg(long, value_enum, default_value_t = Engine::Nb)]
+    engine: Engine,
     /// Local address to listen on.
     #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
     bind: IpAddr,
@@ -69,6 +75,9 @@ struct ServerArgs {
 #[derive(Args, Debug)]
 #[command(args_override_self = true)]
 struct ClientArgs {
+    /// What runs the echo.
+    #[arg(long, value_enum, default_value_t = Engine::Nb)]
+    engine: Engine,
     /// The server's name or address.
     #[arg(long)]
     host: String,
@@ -93,6 +102,15 @@ struct ClientArgs {
     display: DisplayMode,
 }
 
+/// The two ways the host board runs the echo core: same behaviour, same output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Engine {
+    /// The non-blocking roles polled in one loop on the poller-backed stack.
+    Nb,
+    /// The async roles (echo::asynch) on async-io's executor.
+    Async,
+}
+
 fn seconds(text: &str) -> Result<Duration, String> {
     let seconds: f64 = text
         .parse()
@@ -111,6 +129,24 @@ type EchoError = echo::Error<echo_std::Error>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Server(args) = &cli.command {
+        if args.engine == Engine::Async && args.max_clients > ASYNC_MAX_CLIENTS {
+            let mut command = Cli::command();
+            command.build();
+            command
+                .find_subcommand_mut("server")
+                .expect("the server subcommand")
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!(
+                        "--max-clients {}: the async engine serves at most {ASYNC_MAX_CLIENTS} \
+                         clients at once (--engine nb has no such limit)",
+                        args.max_clients
+                    ),
+                )
+                .exit();
+        }
+    }
     let display = match &cli.command {
         Command::Server(args) => args.display.open(),
         Command::Client(args) => args.display.open(),
@@ -151,6 +187,9 @@ fn stop_on_signals(stopper: Stopper) {
 }
 
 fn serve(args: ServerArgs, display: Display) -> Result<(), String> {
+    if args.engine == Engine::Async {
+        return serve_async(args, display);
+    }
     let stack = StdStack::new()
         .map_err(|e| e.to_string())?
         .with_bind_address(args.bind)
@@ -167,39 +206,75 @@ fn serve(args: ServerArgs, display: Display) -> Result<(), String> {
         .with_port(args.port)
         .with_idle_timeout(args.idle_timeout);
     let mut server = EchoServer::new(config, &mut slots, &mut buffer);
-    let mut listening = false;
-    let mut cannot_listen = None;
-
+    let mut events = ServerEvents::default();
     board
         .run(&mut server, &mut Screen::server(), |event| {
-            log_event(event, "from");
-            match event {
-                Event::Listening { local } if !listening => {
-                    listening = true;
-                    // Scripts wait for this line to know the port.
-                    println!("listening on {local}");
-                    let _ = std::io::stdout().flush();
-                }
-                // Listening never worked: the address or port is wrong, not busy for a moment.
-                Event::ListenFailed { error, .. } if !listening => {
-                    cannot_listen = Some(describe(error));
-                    return ControlFlow::Break(());
-                }
-                _ => {}
-            }
-            ControlFlow::Continue(())
+            events.on_event(event)
         })
         .map_err(|e| e.to_string())?;
-    cannot_listen.map_or(Ok(()), Err)
+    events.outcome()
+}
+
+/// `serve` on the async engine: the same options, output and exit status.
+fn serve_async(args: ServerArgs, display: Display) -> Result<(), String> {
+    let stack = AsyncStack::new()
+        .with_bind_address(args.bind)
+        .with_backlog(args.backlog);
+    let mut board = Board::new(stack, display);
+    stop_on_signals(board.stopper());
+    let config = ServerConfig::new()
+        .with_port(args.port)
+        .with_idle_timeout(args.idle_timeout);
+    let mut events = ServerEvents::default();
+    board
+        .serve(
+            config,
+            args.max_clients,
+            args.buffer,
+            &mut Screen::server(),
+            |event| events.on_event(event),
+        )
+        .map_err(|e| e.to_string())?;
+    events.outcome()
+}
+
+/// What the server's events mean to the program, whatever the engine.
+#[derive(Default)]
+struct ServerEvents {
+    listening: bool,
+    cannot_listen: Option<String>,
+}
+
+impl ServerEvents {
+    /// Logs `event`, prints the first listening address; breaks when listening never worked.
+    fn on_event(&mut self, event: &Event<'_, echo_std::Error>) -> ControlFlow<()> {
+        log_event(event, "from");
+        match event {
+            Event::Listening { local } if !self.listening => {
+                self.listening = true;
+                // Scripts wait for this line to know the port.
+                println!("listening on {local}");
+                let _ = std::io::stdout().flush();
+            }
+            // Listening never worked: the address or port is wrong, not busy for a moment.
+            Event::ListenFailed { error, .. } if !self.listening => {
+                self.cannot_listen = Some(describe(error));
+                return ControlFlow::Break(());
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// How the program ends once the run returned.
+    fn outcome(self) -> Result<(), String> {
+        self.cannot_listen.map_or(Ok(()), Err)
+    }
 }
 
 fn connect(args: ClientArgs, display: Display) -> Result<(), String> {
     let remote = resolve(&args.host, args.port)?;
-    let stack = StdStack::new()
-        .map_err(|e| e.to_string())?
-        .with_connect_timeout(args.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT));
-    let mut board = Board::new(stack, display);
-    stop_on_signals(board.stopper());
+    let connect_timeout = args.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
     let reconnect = Reconnect::new()
         .with_max_retries(Some(args.retries))
         .with_backoff(Backoff::new(
@@ -212,10 +287,8 @@ fn connect(args: ClientArgs, display: Display) -> Result<(), String> {
         .with_connect_timeout(args.connect_timeout)
         .with_reconnect((args.retries > 0).then_some(reconnect));
     let mut buffer = vec![0u8; args.buffer];
-    let mut client = EchoClient::new(config, &mut buffer);
     let mut ended = Ok(());
-
-    let outcome = board.run(&mut client, &mut Screen::client(), |event| {
+    let on_event = |event: &Event<'_, echo_std::Error>| {
         log_event(event, "to");
         if let Event::Closed { reason, .. } = event {
             ended = match reason {
@@ -225,7 +298,27 @@ fn connect(args: ClientArgs, display: Display) -> Result<(), String> {
             };
         }
         ControlFlow::Continue(())
-    });
+    };
+    let outcome = match args.engine {
+        Engine::Nb => {
+            let stack = StdStack::new()
+                .map_err(|e| e.to_string())?
+                .with_connect_timeout(connect_timeout);
+            let mut board = Board::new(stack, display);
+            stop_on_signals(board.stopper());
+            let mut client = EchoClient::new(config, &mut buffer);
+            board.run(&mut client, &mut Screen::client(), on_event)
+        }
+        Engine::Async => {
+            let mut board = Board::new(
+                AsyncStack::new().with_connect_timeout(connect_timeout),
+                display,
+            );
+            stop_on_signals(board.stopper());
+            let mut client = AsyncEchoClient::new(config, &mut buffer);
+            board.run(&mut client, &mut Screen::client(), on_event)
+        }
+    };
     match outcome {
         Ok(()) => ended,
         Err(RunError::Role(e)) => Err(describe(&e)),
@@ -341,12 +434,20 @@ mod tests {
         assert_eq!(args.backlog, 5);
         assert_eq!(args.idle_timeout, Some(Duration::from_millis(1500)));
         assert_eq!(args.display, DisplayMode::Png("/tmp/x.png".into()));
+        assert_eq!(args.engine, Engine::Nb, "the default engine");
         let cli = Cli::try_parse_from(["echo-std", "client", "--host", "localhost"]).unwrap();
         let Command::Client(args) = cli.command else {
             panic!("not the client")
         };
         assert_eq!((args.port, args.retries, args.buffer), (5001, 0, 1024));
         assert_eq!(args.greeting, DEFAULT_GREETING);
+        let cli = Cli::try_parse_from(["echo-std", "client", "--host", "h", "--engine", "async"])
+            .unwrap();
+        let Command::Client(args) = cli.command else {
+            panic!("not the client")
+        };
+        assert_eq!(args.engine, Engine::Async);
+        assert!(Cli::try_parse_from(["echo-std", "server", "--engine", "tokio"]).is_err());
         assert!(
             Cli::try_parse_from(["echo-std", "client"]).is_err(),
             "--host is required"

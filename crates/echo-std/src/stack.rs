@@ -242,11 +242,7 @@ impl StdStack {
     /// address ([`own_address`]) in place of the unspecified one. What the screen shows as the
     /// tutorial's `IP:PORT` (through [`echo::LocalAddress`]).
     pub fn reachable_addr(&self, socket: &TcpSocket) -> Result<SocketAddr, Error> {
-        let local = self.local_addr(socket)?;
-        Ok(match local.ip().is_unspecified() {
-            true => SocketAddr::new(own_address(local.ip()), local.port()),
-            false => local,
-        })
+        self.local_addr(socket).map(reachable)
     }
 
     /// The peer of a connected socket.
@@ -397,13 +393,19 @@ fn register(poller: &Poller, id: usize, socket: &Socket) -> io::Result<()> {
 }
 
 fn open(poller: &Poller, id: usize, address: SocketAddr) -> io::Result<Socket> {
+    let socket = nonblocking(address)?;
+    register(poller, id, &socket)?;
+    Ok(socket)
+}
+
+/// A non-blocking TCP socket of `address`'s family.
+fn nonblocking(address: SocketAddr) -> io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(address),
         Type::STREAM,
         Some(Protocol::TCP),
     )?;
     socket.set_nonblocking(true)?;
-    register(poller, id, &socket)?;
     Ok(socket)
 }
 
@@ -427,12 +429,49 @@ fn wrong_state(operation: String) -> Error {
 /// A std address, IPv4-mapped IPv6 shown as the IPv4 address it is.
 fn to_std(address: &SockAddr) -> SocketAddr {
     match address.as_socket() {
-        Some(SocketAddr::V6(v6)) => match v6.ip().to_ipv4_mapped() {
+        Some(address) => unmapped(address),
+        None => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+    }
+}
+
+/// `address`, an IPv4-mapped IPv6 one (a dual-stack listener's IPv4 peer) shown as the IPv4
+/// address it is.
+pub(crate) fn unmapped(address: SocketAddr) -> SocketAddr {
+    match address {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
             Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
             None => SocketAddr::V6(v6),
         },
-        Some(v4) => v4,
-        None => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        v4 => v4,
+    }
+}
+
+/// A non-blocking TCP socket bound to `address`, ready to listen: how both stacks' listeners
+/// start.
+pub(crate) fn bound(address: SocketAddr) -> io::Result<Socket> {
+    let socket = nonblocking(address)?;
+    // Servers restarted right away must be able to bind again: other OSes than Windows keep
+    // the port in TIME_WAIT otherwise.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    Ok(socket)
+}
+
+/// Makes a bound socket listen, queueing up to `backlog` connections not yet accepted.
+pub(crate) fn listen(socket: &Socket, backlog: u32) -> Result<(), Error> {
+    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+    socket
+        .listen(backlog)
+        .map_err(|e| Error::new(format!("listen with a backlog of {backlog}"), e))
+}
+
+/// Where clients reach a socket bound to `local`: this machine's own address
+/// ([`own_address`]) in place of the unspecified one.
+pub(crate) fn reachable(local: SocketAddr) -> SocketAddr {
+    match local.ip().is_unspecified() {
+        true => SocketAddr::new(own_address(local.ip()), local.port()),
+        false => local,
     }
 }
 
@@ -446,7 +485,7 @@ fn is_in_progress(error: &io::Error) -> bool {
 
 /// Errors of `accept` that concern one pending connection, not the listener: the next
 /// connection may be fine (see accept(2)).
-fn is_transient_accept_error(error: &io::Error) -> bool {
+pub(crate) fn is_transient_accept_error(error: &io::Error) -> bool {
     #[cfg(unix)]
     if error.raw_os_error() == Some(libc::EPROTO) {
         return true;
@@ -460,7 +499,7 @@ fn is_transient_accept_error(error: &io::Error) -> bool {
 }
 
 /// "3 s", "250 ms": durations the way a person writes them in an error message.
-fn human(duration: Duration) -> String {
+pub(crate) fn human(duration: Duration) -> String {
     if duration.subsec_millis() == 0 {
         format!("{} s", duration.as_secs())
     } else {
@@ -677,33 +716,18 @@ impl TcpFullStack for StdStack {
         if !matches!(self.entry(socket)?.state, State::Unopened) {
             return Err(wrong_state(operation()));
         }
-        let os = open(&self.poller, socket.id, address).map_err(|e| Error::new(operation(), e))?;
-        let bound = (|| {
-            // Servers restarted right away must be able to bind again: other OSes than Windows
-            // keep the port in TIME_WAIT otherwise.
-            #[cfg(unix)]
-            os.set_reuse_address(true)?;
-            os.bind(&address.into())
-        })();
+        let os = bound(address).map_err(|e| Error::new(operation(), e))?;
+        register(&self.poller, socket.id, &os).map_err(|e| Error::new(operation(), e))?;
         let entry = self
             .sockets
             .get_mut(&socket.id)
             .ok_or_else(|| unknown(socket))?;
-        match bound {
-            Ok(()) => {
-                entry.state = State::Bound(os);
-                entry.armed = Some(Interest::NONE);
-                Ok(())
-            }
-            Err(e) => {
-                let _ = self.poller.delete(&os);
-                Err(Error::new(operation(), e))
-            }
-        }
+        entry.state = State::Bound(os);
+        entry.armed = Some(Interest::NONE);
+        Ok(())
     }
 
     fn listen(&mut self, socket: &mut TcpSocket) -> Result<(), Error> {
-        let backlog = i32::try_from(self.backlog).unwrap_or(i32::MAX);
         let entry = self
             .sockets
             .get_mut(&socket.id)
@@ -711,8 +735,7 @@ impl TcpFullStack for StdStack {
         let State::Bound(os) = &entry.state else {
             return Err(wrong_state("listen".into()));
         };
-        os.listen(backlog)
-            .map_err(|e| Error::new(format!("listen with a backlog of {backlog}"), e))?;
+        listen(os, self.backlog)?;
         let State::Bound(os) = core::mem::replace(&mut entry.state, State::Unopened) else {
             unreachable!("matched Bound above");
         };
@@ -751,7 +774,7 @@ impl TcpFullStack for StdStack {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io::Write;
     use std::net::TcpStream;
     use std::thread;
@@ -1077,10 +1100,9 @@ mod tests {
         assert_eq!(again.io_error().kind(), io::ErrorKind::ConnectionRefused);
     }
 
-    #[test]
-    fn connect_times_out_when_the_listener_backlog_is_full() {
-        // A listener that never accepts: once its queue is full, Linux drops further SYNs and
-        // a connect stays in progress.
+    /// A listener that never accepts, its queue full: Linux drops further SYNs, and a connect
+    /// to its address stays in progress. Keep the three while connecting.
+    pub(crate) fn full_listener() -> (Socket, SocketAddr, Vec<TcpStream>) {
         let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         listener
             .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
@@ -1092,6 +1114,12 @@ mod tests {
             queued.push(stream);
             assert!(queued.len() < 16, "the listener queue never filled");
         }
+        (listener, address, queued)
+    }
+
+    #[test]
+    fn connect_times_out_when_the_listener_backlog_is_full() {
+        let (_listener, address, _queued) = full_listener();
         let mut stack = StdStack::new()
             .unwrap()
             .with_connect_timeout(Duration::from_millis(300));
