@@ -87,6 +87,12 @@ pub use embedded_nal_async;
 /// aborted.
 pub const LINGER: Duration = Duration::from_secs(5);
 
+/// Echo rounds (a read and its writes) a connection runs before it lets the executor run the
+/// others: a stack whose reads and writes complete at once while data flows (std sockets,
+/// embassy-net with a full buffer) would otherwise let one busy peer starve the other
+/// connections, the display and the stop.
+const ROUNDS_BEFORE_YIELD: u32 = 32;
+
 /// The board's monotonic clock and its timers, as the async roles need them.
 ///
 /// On embassy: `Instant::from_micros(embassy_time::Instant::now().as_micros())` and
@@ -275,7 +281,12 @@ impl<'k, K: Clock, F> Shared<'k, K, F> {
                 Err(reason) => return reason,
             }
         }
+        let mut rounds = 0u32;
         loop {
+            rounds += 1;
+            if rounds.is_multiple_of(ROUNDS_BEFORE_YIELD) {
+                yield_now().await;
+            }
             let deadline = activity.deadline(idle_timeout);
             let n = match self.wait(socket.read(buffer), deadline, true).await {
                 Waited::Done(Ok(0)) => return CloseReason::Eof,
@@ -329,6 +340,20 @@ impl<'k, K: Clock, F> Shared<'k, K, F> {
             Waited::Stopped => Err(CloseReason::Shutdown),
         }
     }
+}
+
+/// Lets the executor run other work once: pending on the first poll, after waking itself.
+async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
 }
 
 /// What an I/O error ends a connection as: the embedded-io kinds of a peer that reset or went

@@ -435,6 +435,35 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_connection_does_not_starve_the_others() {
+        let net = MockNet::new();
+        // All of it at once: every read and write of the first completes without waiting.
+        net.arrive(Peer::new(40000, &bytes(200_000, 8)));
+        net.arrive(Peer::new(40001, b"and me?"));
+        let first_read_when_second_done = Cell::new(None);
+        let (_, stats) = serve::<2, 0>(&net, ServerConfig::new(), 64, |net| {
+            let conns = net.conns.borrow();
+            if conns.len() == 2
+                && conns[1].received == b"and me?"
+                && first_read_when_second_done.get().is_none()
+            {
+                first_read_when_second_done.set(Some(conns[0].read()));
+            }
+            drop(conns);
+            MockNet::all_done(net)
+        });
+        assert!(stats.is_some());
+        let read = first_read_when_second_done
+            .get()
+            .expect("the second was echoed");
+        assert!(
+            read < 200_000,
+            "the second waited for all of the first ({read} bytes)"
+        );
+        assert_eq!(net.conn(0).received, bytes(200_000, 8));
+    }
+
+    #[test]
     fn reads_no_more_until_its_echo_is_written() {
         let net = MockNet::new();
         net.arrive(
