@@ -37,8 +37,8 @@ use core::net::Ipv4Addr;
 use core::pin::pin;
 use core::task::Poll;
 
-use echo::asynch::{AsyncEchoClient, AsyncEchoServer, Clock as _};
-use echo::{Event, Instant, Layout, Screen};
+use echo::asynch::{AsyncRole, Clock as _};
+use echo::{Instant, Layout, Screen};
 use echo_embassy::{Clock, Error as TcpError, Tcp, TcpBuffers, TcpOptions};
 use echo_esp32_logic::address::{AddressChange, AddressWatch};
 use echo_esp32_logic::oled::{FRAME_INTERVAL, RETRY_INTERVAL};
@@ -189,54 +189,6 @@ fn post(message: core::fmt::Arguments<'_>) {
     LINK.signal(text);
 }
 
-/// An echo role [`AsyncStation::run`] runs on the pool of `P` sockets: [`AsyncEchoServer`] or
-/// [`AsyncEchoClient`].
-// The futures run on one executor thread: they need not be `Send`.
-#[allow(async_fn_in_trait)]
-pub trait AsyncRole<const P: usize> {
-    /// The pool's sockets the role may hold at once: the server's `N + BACKLOG` pending
-    /// accepts, the client's one connection.
-    const SOCKETS: usize;
-
-    /// Runs until `stop` completes, then closes its connections and returns `Ok`; or until it
-    /// ends by itself (a client without reconnection), with its last error if any.
-    async fn run_until<X: Future>(
-        &mut self,
-        tcp: &Tcp<'_, P>,
-        stop: X,
-        on_event: impl FnMut(Event<'_, TcpError>),
-    ) -> Result<(), echo::Error<TcpError>>;
-}
-
-impl<const N: usize, const BACKLOG: usize, const P: usize> AsyncRole<P>
-    for AsyncEchoServer<'_, N, BACKLOG>
-{
-    const SOCKETS: usize = N + BACKLOG;
-
-    async fn run_until<X: Future>(
-        &mut self,
-        tcp: &Tcp<'_, P>,
-        stop: X,
-        on_event: impl FnMut(Event<'_, TcpError>),
-    ) -> Result<(), echo::Error<TcpError>> {
-        AsyncEchoServer::run_until(self, tcp, &Clock, stop, on_event).await;
-        Ok(())
-    }
-}
-
-impl<const P: usize> AsyncRole<P> for AsyncEchoClient<'_> {
-    const SOCKETS: usize = 1;
-
-    async fn run_until<X: Future>(
-        &mut self,
-        tcp: &Tcp<'_, P>,
-        stop: X,
-        on_event: impl FnMut(Event<'_, TcpError>),
-    ) -> Result<(), echo::Error<TcpError>> {
-        AsyncEchoClient::run_until(self, tcp, &Clock, stop, on_event).await
-    }
-}
-
 /// The station with its network, ready to [`run`](AsyncStation::run) an echo role.
 pub struct AsyncStation<const P: usize> {
     display: Display,
@@ -252,10 +204,14 @@ impl<const P: usize> AsyncStation<P> {
 
     /// Runs `role` on the network forever, showing `screen`: the role loop and the display
     /// loop (see the module docs).
-    pub async fn run<L: Layout, R: AsyncRole<P>>(self, screen: Screen<L>, mut role: R) -> ! {
+    pub async fn run<L: Layout, R: AsyncRole<Tcp<'static, P>, Error = TcpError>>(
+        self,
+        screen: Screen<L>,
+        mut role: R,
+    ) -> ! {
         const {
             assert!(
-                P > R::SOCKETS,
+                P > R::CONNECTIONS,
                 "the pool needs a socket for each of the role's, and a spare for closing ones"
             )
         };
@@ -313,13 +269,13 @@ impl<L: Layout> SharedScreen<L> {
 /// the address changes.
 async fn serve<L, R, const P: usize>(
     stack: Stack<'_>,
-    tcp: &Tcp<'_, P>,
+    tcp: &Tcp<'static, P>,
     role: &mut R,
     screen: &SharedScreen<L>,
 ) -> !
 where
     L: Layout,
-    R: AsyncRole<P>,
+    R: AsyncRole<Tcp<'static, P>, Error = TcpError>,
 {
     let mut watch = AddressWatch::new();
     loop {
@@ -339,7 +295,7 @@ where
             }
         });
         let ended = role
-            .run_until(tcp, stop.as_mut(), |event| {
+            .run_until(tcp, &Clock, stop.as_mut(), |event| {
                 screen.change(|screen| show(screen, &event))
             })
             .await;

@@ -23,7 +23,7 @@ use crate::display::{
 };
 use crate::{AsyncStack, Error, Notifier, StdClock, StdStack};
 
-pub use asynch::{AsyncRole, ASYNC_MAX_CLIENTS};
+pub use asynch::ASYNC_MAX_CLIENTS;
 
 /// Where the OLED goes, as the `--display` option spells it: `auto`, `terminal`, `none` or
 /// `png:PATH`.

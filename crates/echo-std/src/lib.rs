@@ -14,7 +14,7 @@
 //! - [`Board`] ([`board`]): the host as the tutorial's board: stack, clock and display, and
 //!   `run`, the one loop that runs an echo role (server or client) on it, for each engine:
 //!   [`Board::run`] polls the non-blocking roles on a [`StdStack`], [`Board<AsyncStack>::run`]
-//!   drives the async roles ([`AsyncRole`]) on async-io's executor.
+//!   drives the async roles ([`echo::asynch::AsyncRole`]) on async-io's executor.
 //! - [`check`] (feature `check`): the conformance and load test of any TCP echo server or
 //!   client, `echo-std check`.
 //!
@@ -35,7 +35,7 @@ mod clock;
 
 pub use asynch::AsyncStack;
 pub use board::{
-    server_from_args, AsyncRole, Board, Display, DisplayMode, RunError, Stopper, ASYNC_MAX_CLIENTS,
+    server_from_args, Board, Display, DisplayMode, RunError, Stopper, ASYNC_MAX_CLIENTS,
 };
 pub use clock::StdClock;
 pub use error::Error;

@@ -6,7 +6,7 @@ use std::future::{pending, poll_fn, Future};
 use std::task::Waker;
 
 use async_io::Timer;
-use echo::asynch::{AsyncEchoClient, AsyncEchoServer};
+use echo::asynch::{AsyncEchoServer, AsyncRole, Clock};
 use echo::ServerConfig;
 use futures_lite::future::or;
 
@@ -29,86 +29,27 @@ fn server_size(max_clients: usize) -> Option<usize> {
         .filter(|_| max_clients > 0)
 }
 
-/// An async echo role as [`Board<AsyncStack>::run`] runs it: [`AsyncEchoServer`] (any `N`)
-/// or [`AsyncEchoClient`] on an [`AsyncStack`]; the async counterpart of [`Role`].
-#[allow(async_fn_in_trait)]
-pub trait AsyncRole {
-    /// Runs the role until it is done or `stop` completes (it then closes its connections),
-    /// reporting every event to `on_event`. `Err` when the client's last allowed connection
-    /// attempt failed; the server never returns one.
-    async fn run_until<X, F>(
-        &mut self,
-        stack: &AsyncStack,
-        clock: &StdClock,
-        stop: X,
-        on_event: F,
-    ) -> Result<(), echo::Error<Error>>
-    where
-        X: Future,
-        F: FnMut(Event<'_, Error>);
-
-    /// Counters, as of the end of the last run.
-    fn stats(&self) -> Stats;
-}
-
-impl<const N: usize> AsyncRole for AsyncEchoServer<'_, N> {
-    async fn run_until<X, F>(
-        &mut self,
-        stack: &AsyncStack,
-        clock: &StdClock,
-        stop: X,
-        on_event: F,
-    ) -> Result<(), echo::Error<Error>>
-    where
-        X: Future,
-        F: FnMut(Event<'_, Error>),
-    {
-        AsyncEchoServer::run_until(self, stack, clock, stop, on_event).await;
-        Ok(())
-    }
-
-    fn stats(&self) -> Stats {
-        AsyncEchoServer::stats(self)
-    }
-}
-
-impl AsyncRole for AsyncEchoClient<'_> {
-    async fn run_until<X, F>(
-        &mut self,
-        stack: &AsyncStack,
-        clock: &StdClock,
-        stop: X,
-        on_event: F,
-    ) -> Result<(), echo::Error<Error>>
-    where
-        X: Future,
-        F: FnMut(Event<'_, Error>),
-    {
-        AsyncEchoClient::run_until(self, stack, clock, stop, on_event).await
-    }
-
-    fn stats(&self) -> Stats {
-        AsyncEchoClient::stats(self)
-    }
-}
-
 /// A server of more slots than the stack's accept limit lets serve: its stats say the limit.
 struct Limited<R> {
     role: R,
     capacity: usize,
 }
 
-impl<R: AsyncRole> AsyncRole for Limited<R> {
-    async fn run_until<X, F>(
+impl<R: AsyncRole<AsyncStack>> AsyncRole<AsyncStack> for Limited<R> {
+    type Error = R::Error;
+    const CONNECTIONS: usize = R::CONNECTIONS;
+
+    async fn run_until<K, X, F>(
         &mut self,
         stack: &AsyncStack,
-        clock: &StdClock,
+        clock: &K,
         stop: X,
         on_event: F,
-    ) -> Result<(), echo::Error<Error>>
+    ) -> Result<(), echo::Error<R::Error>>
     where
+        K: Clock,
         X: Future,
-        F: FnMut(Event<'_, Error>),
+        F: FnMut(Event<'_, R::Error>),
     {
         self.role.run_until(stack, clock, stop, on_event).await
     }
@@ -196,7 +137,7 @@ impl Board<AsyncStack> {
         mut on_event: impl FnMut(&Event<'_, Error>) -> ControlFlow<()>,
     ) -> Result<(), RunError>
     where
-        R: AsyncRole,
+        R: AsyncRole<AsyncStack, Error = Error>,
         L: Layout,
     {
         let Board {
@@ -322,6 +263,7 @@ impl Board<AsyncStack> {
 mod tests {
     use super::super::tests::{assert_gave_up, closed_port, serve_one_ping, stops_when_told};
     use super::*;
+    use echo::asynch::AsyncEchoClient;
     use echo::ClientConfig;
     use std::io::{Read, Write};
     use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
@@ -355,7 +297,7 @@ mod tests {
         let config = ServerConfig::new().with_port(0);
         let mut server = AsyncEchoServer::<2>::new(config, &mut buffer);
         serve_one_ping(|on_event| board.run(&mut server, &mut Screen::server(), on_event));
-        let stats = AsyncRole::stats(&server);
+        let stats = server.stats();
         assert_eq!((stats.connections, stats.open), (1, 0));
         assert_eq!((stats.bytes_received, stats.bytes_sent), (4, 4));
     }

@@ -7,6 +7,7 @@
 //! - [`AsyncEchoClient`] over embedded-nal-async 0.9's
 //!   [`TcpConnect`](embedded_nal_async::TcpConnect).
 //! - [`Clock`]: the board's time and timers (embassy-time, async-io, ...).
+//! - [`AsyncRole`]: what both are to a board, so that one loop runs either.
 //!
 //! Both report the same [`Event`]s as the non-blocking roles, through a plain
 //! (not async) callback: the echo never waits for the display. Feed a
@@ -113,6 +114,113 @@ impl<T: Clock> Clock for &T {
 
     async fn sleep_until(&self, deadline: Instant) {
         (**self).sleep_until(deadline).await
+    }
+}
+
+/// An async echo role, [`AsyncEchoServer`] or [`AsyncEchoClient`], as a board runs it on
+/// stack `S`: the async counterpart of [`Role`](crate::Role), so that one board loop runs
+/// either.
+///
+/// ```no_run
+/// use echo::asynch::{AsyncRole, Clock};
+/// use echo::{Layout, Screen};
+/// use core::cell::RefCell;
+///
+/// /// Runs `role` until `stop`, feeding `screen` (which another task draws).
+/// async fn run<S, R, L>(
+///     stack: &S,
+///     role: &mut R,
+///     clock: &impl Clock,
+///     stop: impl core::future::Future,
+///     screen: &RefCell<Screen<L>>,
+/// ) -> Result<(), echo::Error<R::Error>>
+/// where
+///     R: AsyncRole<S>,
+///     L: Layout,
+/// {
+///     role.run_until(stack, clock, stop, |event| screen.borrow_mut().update(&event)).await
+/// }
+/// ```
+#[allow(async_fn_in_trait)]
+pub trait AsyncRole<S> {
+    /// The stack's error.
+    type Error: embedded_io_async::Error;
+
+    /// Connections the role holds at once, waiting ones included: the sockets it may take
+    /// from a pool (the server's `N + BACKLOG` accepts, the client's one connection).
+    const CONNECTIONS: usize;
+
+    /// Runs until the role is done or `stop` completes (every connection is then closed),
+    /// reporting every event to `on_event`. `Err` only when the client's last allowed
+    /// connection attempt failed; the server never returns one.
+    async fn run_until<K, X, F>(
+        &mut self,
+        stack: &S,
+        clock: &K,
+        stop: X,
+        on_event: F,
+    ) -> Result<(), crate::Error<Self::Error>>
+    where
+        K: Clock,
+        X: Future,
+        F: FnMut(Event<'_, Self::Error>);
+
+    /// Counters, as of the end of the last run.
+    fn stats(&self) -> Stats;
+}
+
+impl<S, const N: usize, const BACKLOG: usize> AsyncRole<S> for AsyncEchoServer<'_, N, BACKLOG>
+where
+    S: BindAddress,
+{
+    type Error = <S as edge_nal::TcpBind>::Error;
+    const CONNECTIONS: usize = N + BACKLOG;
+
+    async fn run_until<K, X, F>(
+        &mut self,
+        stack: &S,
+        clock: &K,
+        stop: X,
+        on_event: F,
+    ) -> Result<(), crate::Error<Self::Error>>
+    where
+        K: Clock,
+        X: Future,
+        F: FnMut(Event<'_, Self::Error>),
+    {
+        AsyncEchoServer::run_until(self, stack, clock, stop, on_event).await;
+        Ok(())
+    }
+
+    fn stats(&self) -> Stats {
+        AsyncEchoServer::stats(self)
+    }
+}
+
+impl<S> AsyncRole<S> for AsyncEchoClient<'_>
+where
+    S: embedded_nal_async::TcpConnect,
+{
+    type Error = <S as embedded_nal_async::TcpConnect>::Error;
+    const CONNECTIONS: usize = 1;
+
+    async fn run_until<K, X, F>(
+        &mut self,
+        stack: &S,
+        clock: &K,
+        stop: X,
+        on_event: F,
+    ) -> Result<(), crate::Error<Self::Error>>
+    where
+        K: Clock,
+        X: Future,
+        F: FnMut(Event<'_, Self::Error>),
+    {
+        AsyncEchoClient::run_until(self, stack, clock, stop, on_event).await
+    }
+
+    fn stats(&self) -> Stats {
+        AsyncEchoClient::stats(self)
     }
 }
 
