@@ -19,7 +19,7 @@ use std::task::{Context, Poll, Waker};
 use echo::asynch::edge_nal::{Close, Readable, TcpAccept, TcpBind, TcpShutdown, TcpSplit};
 use echo::asynch::embedded_io_async::{ErrorKind, ErrorType, Read, Write};
 use echo::asynch::{AsyncEchoClient, AsyncEchoServer, BindAddress, Clock};
-use echo::{Backoff, ClientConfig, Duration, Event, Instant, Reconnect, ServerConfig};
+use echo::{ClientConfig, Duration, Event, Instant, ServerConfig};
 
 use crate::Bytes;
 
@@ -423,19 +423,7 @@ pub fn check_client(data: &[u8]) {
     let mut bytes = Bytes::new(data);
     let idle = idle_timeout(bytes.byte());
     let shape = bytes.byte();
-    let greeting: &[u8] = match shape % 3 {
-        0 => b"",
-        1 => b"hi",
-        _ => echo::DEFAULT_GREETING.as_bytes(),
-    };
-    let reconnect = (shape & 4 != 0).then(|| {
-        Reconnect::new()
-            .with_max_retries(Some(u32::from(shape >> 4)))
-            .with_backoff(Backoff::new(
-                Duration::from_millis(5),
-                Duration::from_millis(50),
-            ))
-    });
+    let (greeting, reconnect) = crate::roles::client_shape(shape);
     let net = FuzzNet::new(bytes);
     let stop = Cell::new(false);
     let mut buffer = vec![0u8; 1 + usize::from(shape >> 2) % 64];

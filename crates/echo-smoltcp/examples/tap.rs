@@ -60,9 +60,7 @@ mod linux {
     use std::thread::{self, Thread};
     use std::time::{Duration as StdDuration, Instant as StdInstant, SystemTime};
 
-    use echo::{
-        ClientConfig, CloseReason, EchoClient, EchoServer, Event, Role, ServerConfig, Slot,
-    };
+    use echo::{ClientConfig, EchoClient, EchoServer, Event, Role, ServerConfig, Slot};
     use echo_smoltcp::smoltcp::iface::{Config, SocketStorage};
     use echo_smoltcp::smoltcp::phy::FaultInjector;
     use echo_smoltcp::smoltcp::time::Instant;
@@ -70,7 +68,7 @@ mod linux {
     use echo_smoltcp::{DriverDevice, Stack, TcpOptions};
     use embassy_net_tuntap::TunTapDevice;
 
-    use crate::cli::{parse, print, usage, Command, Mode, TextScreen};
+    use crate::cli::{exit, print, start, ClientEnd, Mode, TextScreen};
 
     /// Clients served at once, and the listen backlog: three, like the tutorial's `listen(3)`.
     const MAX_CLIENTS: usize = echo::DEFAULT_MAX_CLIENTS;
@@ -154,26 +152,9 @@ mod linux {
     }
 
     pub fn main() -> ExitCode {
-        let args = match parse(std::env::args().skip(1)) {
-            Ok(Command::Run(args)) => args,
-            Ok(Command::Help) => {
-                println!("{}", usage("tap"));
-                return ExitCode::SUCCESS;
-            }
-            Err(message) => {
-                eprintln!("{message}\n{}", usage("tap"));
-                return ExitCode::from(2);
-            }
-        };
-        let tap = match TunTapDevice::new(&args.iface) {
-            Ok(tap) => tap,
-            Err(e) => {
-                eprintln!(
-                    "cannot open TAP device {}: {e} (root needed; see scripts/tap-netns.sh)",
-                    args.iface
-                );
-                return ExitCode::FAILURE;
-            }
+        let (args, tap) = match start("tap") {
+            Ok(started) => started,
+            Err(code) => return code,
         };
         let mut device = DriverDevice::new(tap).expect("a TAP device is Ethernet");
         device.set_waker(Waker::from(Arc::new(Unpark(thread::current()))));
@@ -235,27 +216,16 @@ mod linux {
                 let config = ClientConfig::new(remote)
                     .with_connect_timeout(Some(echo::Duration::from_secs(10)));
                 let mut client = EchoClient::new(config, &mut buffer);
-                let mut ended_by_server = false;
+                let mut end = ClientEnd::new();
                 let mut screen = TextScreen::new(echo::Screen::client());
                 let ran = run(&mut stack, &clock, &mut client, |event| {
                     print(event);
                     screen.update(event);
-                    if let Event::Closed { reason, .. } = event {
-                        ended_by_server = *reason == CloseReason::Eof;
-                    }
+                    end.update(event);
                 });
-                ran.and_then(|()| match ended_by_server {
-                    true => Ok(()),
-                    false => Err("the connection did not end with the server's FIN".into()),
-                })
+                end.outcome(ran)
             }
         };
-        match ran {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => {
-                eprintln!("tap: {message}");
-                ExitCode::FAILURE
-            }
-        }
+        exit("tap", ran)
     }
 }

@@ -38,17 +38,16 @@ mod linux {
     use std::time::SystemTime;
 
     use echo::asynch::{AsyncEchoClient, AsyncEchoServer};
-    use echo::{ClientConfig, CloseReason, Event, ServerConfig};
+    use echo::{ClientConfig, ServerConfig};
     use echo_embassy::embassy_net::driver::{
         Capabilities, Driver, HardwareAddress, LinkState, RxToken, TxToken,
     };
     use echo_embassy::embassy_net::{self, Ipv4Cidr, StackResources, StaticConfigV4};
     use echo_embassy::{Clock, Tcp, TcpBuffers, TcpOptions};
     use embassy_futures::select::{select, Either};
-    use embassy_net_tuntap::TunTapDevice;
     use embassy_time::{Duration, Timer};
 
-    use crate::cli::{parse, print, usage, Command, Mode, TextScreen};
+    use crate::cli::{exit, print, start, ClientEnd, Mode, TextScreen};
 
     /// Clients served at once, and waiting: three and three, like the `tap` example (the
     /// tutorial's `listen(3)`).
@@ -172,26 +171,9 @@ mod linux {
     }
 
     pub fn main() -> ExitCode {
-        let args = match parse(std::env::args().skip(1)) {
-            Ok(Command::Run(args)) => args,
-            Ok(Command::Help) => {
-                println!("{}", usage("tap_async"));
-                return ExitCode::SUCCESS;
-            }
-            Err(message) => {
-                eprintln!("{message}\n{}", usage("tap_async"));
-                return ExitCode::from(2);
-            }
-        };
-        let tap = match TunTapDevice::new(&args.iface) {
-            Ok(tap) => tap,
-            Err(e) => {
-                eprintln!(
-                    "cannot open TAP device {}: {e} (root needed; see scripts/tap-netns.sh)",
-                    args.iface
-                );
-                return ExitCode::FAILURE;
-            }
+        let (args, tap) = match start("tap_async") {
+            Ok(started) => started,
+            Err(code) => return code,
         };
         let since_epoch = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -245,24 +227,18 @@ mod linux {
                     let config = ClientConfig::new(remote)
                         .with_connect_timeout(Some(echo::Duration::from_secs(10)));
                     let mut client = AsyncEchoClient::new(config, &mut buffer);
-                    let mut ended_by_server = false;
+                    let mut end = ClientEnd::new();
                     let mut screen = TextScreen::new(echo::Screen::client());
                     let ran = client
                         .run(&tcp, &Clock, |event| {
                             print(&event);
                             screen.update(&event);
-                            if let Event::Closed { reason, .. } = event {
-                                ended_by_server = reason == CloseReason::Eof;
-                            }
+                            end.update(&event);
                         })
                         .await;
                     // Let the last segments (the echo, the FIN) leave.
                     Timer::after(Duration::from_millis(200)).await;
-                    ran.map_err(|e| e.to_string())
-                        .and_then(|()| match ended_by_server {
-                            true => Ok(()),
-                            false => Err("the connection did not end with the server's FIN".into()),
-                        })
+                    end.outcome(ran.map_err(|e| e.to_string()))
                 }
             }
         };
@@ -272,12 +248,6 @@ mod linux {
                 Either::Second(ran) => ran,
             }
         });
-        match ran {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => {
-                eprintln!("tap_async: {message}");
-                ExitCode::FAILURE
-            }
-        }
+        exit("tap_async", ran)
     }
 }

@@ -2,27 +2,17 @@
 //! and mistakes are answered before the device is opened, the same by both.
 #![cfg(target_os = "linux")]
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+#[path = "common/example.rs"]
+mod example;
 
-const EXAMPLES: [&str; 2] = ["tap", "tap_async"];
+use std::process::{Command, Output};
 
 /// Runs example `name` (built by `cargo test` next to the test binaries) with `args`.
 fn tap(name: &str, args: &[&str]) -> Output {
-    let exe = std::env::current_exe().unwrap();
-    let path: PathBuf = exe
-        .parent()
+    Command::new(example::path(name))
+        .args(args)
+        .output()
         .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} missing: cargo build -p echo-smoltcp --examples",
-        path.display()
-    );
-    Command::new(path).args(args).output().unwrap()
 }
 
 #[test]
@@ -33,7 +23,7 @@ fn help_prints_the_usage_and_exits_0_wherever_it_is_asked() {
         &["server", "--help"],
         &["client", "--iface", "tap0", "--help"],
     ] {
-        for name in EXAMPLES {
+        for name in example::EXAMPLES {
             let output = tap(name, args);
             assert_eq!(output.status.code(), Some(0), "{name} {args:?}");
             let stdout = String::from_utf8(output.stdout).unwrap();
@@ -74,7 +64,7 @@ fn mistakes_say_what_is_wrong_and_exit_2() {
             "--loss 101: expected a percentage, 0 to 100",
         ),
     ] {
-        for name in EXAMPLES {
+        for name in example::EXAMPLES {
             let output = tap(name, args);
             assert_eq!(output.status.code(), Some(2), "{name} {args:?}");
             let stderr = String::from_utf8(output.stderr).unwrap();

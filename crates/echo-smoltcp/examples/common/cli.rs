@@ -3,8 +3,74 @@
 
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::process::ExitCode;
 
-use echo::{Event, Layout, Screen, ROWS};
+use echo::{CloseReason, Event, Layout, Screen, ROWS};
+use embassy_net_tuntap::TunTapDevice;
+
+/// The command line of example `name` and its TAP device, opened; or the exit code to leave
+/// with: 0 after `--help`, 2 for a mistake on the command line, 1 when the device cannot be
+/// opened.
+pub fn start(name: &str) -> Result<(Args, TunTapDevice), ExitCode> {
+    let args = match parse(std::env::args().skip(1)) {
+        Ok(Command::Run(args)) => args,
+        Ok(Command::Help) => {
+            println!("{}", usage(name));
+            return Err(ExitCode::SUCCESS);
+        }
+        Err(message) => {
+            eprintln!("{message}\n{}", usage(name));
+            return Err(ExitCode::from(2));
+        }
+    };
+    match TunTapDevice::new(&args.iface) {
+        Ok(tap) => Ok((args, tap)),
+        Err(e) => {
+            eprintln!(
+                "cannot open TAP device {}: {e} (root needed; see scripts/tap-netns.sh)",
+                args.iface
+            );
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// The exit code of example `name`'s run: 0, or 1 after saying why.
+pub fn exit(name: &str, ran: Result<(), String>) -> ExitCode {
+    match ran {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{name}: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The client's run is a success only when the server ended the connection (its FIN).
+pub struct ClientEnd {
+    by_server: bool,
+}
+
+impl ClientEnd {
+    pub fn new() -> Self {
+        ClientEnd { by_server: false }
+    }
+
+    /// Follows the client's events.
+    pub fn update<E>(&mut self, event: &Event<'_, E>) {
+        if let Event::Closed { reason, .. } = event {
+            self.by_server = matches!(reason, CloseReason::Eof);
+        }
+    }
+
+    /// What the run comes to.
+    pub fn outcome(&self, ran: Result<(), String>) -> Result<(), String> {
+        ran.and_then(|()| match self.by_server {
+            true => Ok(()),
+            false => Err("the connection did not end with the server's FIN".into()),
+        })
+    }
+}
 
 /// The usage text, for example `name` (`tap`, `tap_async`).
 pub fn usage(name: &str) -> String {

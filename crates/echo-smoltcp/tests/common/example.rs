@@ -12,8 +12,8 @@ use std::thread;
 /// async core over embassy-net (echo-embassy).
 pub const EXAMPLES: [&str; 2] = ["tap", "tap_async"];
 
-/// Starts example `name` with `args`; its stdout lines arrive on the receiver.
-pub fn start(name: &str, args: &[&str]) -> (Running, mpsc::Receiver<String>) {
+/// Where cargo builds example `name`, next to the test binaries; panics if it is not there.
+pub fn path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let path: PathBuf = exe
         .parent()
@@ -27,7 +27,12 @@ pub fn start(name: &str, args: &[&str]) -> (Running, mpsc::Receiver<String>) {
         "{} missing: cargo build -p echo-smoltcp --examples",
         path.display()
     );
-    let mut child = Command::new(path)
+    path
+}
+
+/// Starts example `name` with `args`; its stdout lines arrive on the receiver.
+pub fn start(name: &str, args: &[&str]) -> (Running, mpsc::Receiver<String>) {
+    let mut child = Command::new(path(name))
         .args(args)
         .stdout(Stdio::piped())
         .spawn()
