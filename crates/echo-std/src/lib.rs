@@ -26,7 +26,7 @@ pub mod stack;
 
 pub use board::{Board, Display, DisplayMode, RunError, Stopper};
 pub use error::Error;
-pub use stack::{Notifier, StdStack, TcpSocket};
+pub use stack::{Notifier, SharedListener, StdStack, TcpSocket};
 
 pub use echo;
 pub use embedded_nal;
