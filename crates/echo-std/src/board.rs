@@ -265,8 +265,8 @@ impl Board {
             if flow.is_break() {
                 break;
             }
-            let stats = role.stats();
-            self.show(screen, || summary(stats))
+            // The counters (a look at every slot) only when a summary is drawn.
+            self.show(screen, || summary(role.stats()))
                 .map_err(|e| RunError::Board(Error::new("show the display", e)))?;
             if !progress {
                 self.wait_until(role.next_deadline())

@@ -9,6 +9,9 @@
 //!   file ([`PngDisplay`](display::PngDisplay)).
 //! - [`Board`] ([`board`]): the host as the tutorial's board: stack, clock and display, and
 //!   [`Board::run`], the one loop that runs an echo role (server or client) on it.
+//! - [`ServerLoops`] ([`loops`]): the echo server as several such loops on threads, on one
+//!   port (a [`SharedListener`] hands each client to the loop serving the fewest), with one
+//!   display.
 //! - [`check`] (feature `check`): the conformance and load test of any TCP echo server or
 //!   client, `echo-std check`.
 //!
@@ -22,10 +25,12 @@ pub mod board;
 pub mod check;
 pub mod display;
 pub mod error;
+pub mod loops;
 pub mod stack;
 
 pub use board::{Board, Display, DisplayMode, RunError, Stopper};
 pub use error::Error;
+pub use loops::{LoopsConfig, ServerLoops};
 pub use stack::{Notifier, SharedListener, StdStack, TcpSocket};
 
 pub use echo;

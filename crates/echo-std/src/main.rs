@@ -13,7 +13,9 @@ use echo::{
     ServerConfig, Slot, DEFAULT_BUFFER_SIZE, DEFAULT_GREETING, DEFAULT_MAX_CLIENTS, DEFAULT_PORT,
 };
 use echo_std::stack::{DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT};
-use echo_std::{Board, Display, DisplayMode, RunError, StdStack, Stopper};
+use echo_std::{
+    Board, Display, DisplayMode, LoopsConfig, RunError, ServerLoops, StdStack, Stopper,
+};
 use log::{debug, error, info, trace, warn};
 
 /// The tutorial's TCP echo server and client, on this computer.
@@ -61,6 +63,10 @@ struct ServerArgs {
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_BUFFER_SIZE,
           value_parser = at_least_one)]
     buffer: usize,
+    /// Poll loops, one a thread, sharing the port and --max-clients (each client goes to the
+    /// loop serving the fewest); one display for all.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one)]
+    threads: usize,
     /// Where the OLED is shown: auto (the terminal if stderr is one), terminal, none, png:PATH.
     #[arg(long, value_name = "MODE", default_value = "auto")]
     display: DisplayMode,
@@ -165,45 +171,70 @@ fn stop_on_signals(stopper: Stopper) {
 }
 
 fn serve(args: ServerArgs, display: Display) -> Result<(), String> {
-    let stack = StdStack::new()
-        .map_err(|e| e.to_string())?
-        .with_bind_address(args.bind)
-        .with_backlog(args.backlog);
-    let mut board = Board::new(stack, display);
-    stop_on_signals(board.stopper());
+    if args.threads > args.max_clients {
+        return Err(format!(
+            "--threads {} is more than --max-clients {}: every loop needs a client slot",
+            args.threads, args.max_clients
+        ));
+    }
+    let stack = || {
+        StdStack::new().map(|stack| {
+            stack
+                .with_bind_address(args.bind)
+                .with_backlog(args.backlog)
+        })
+    };
     let buffer_size = args
         .max_clients
         .checked_mul(args.buffer)
         .ok_or("--max-clients times --buffer is too large")?;
-    let mut slots: Vec<Slot<_>> = (0..args.max_clients).map(|_| Slot::new()).collect();
-    let mut buffer = vec![0u8; buffer_size];
     let config = ServerConfig::new()
         .with_port(args.port)
         .with_idle_timeout(args.idle_timeout);
-    let mut server = EchoServer::new(config, &mut slots, &mut buffer);
+    let report_received = !matches!(display, Display::None) || log::log_enabled!(log::Level::Trace);
+    let mut board = Board::new(stack().map_err(|e| e.to_string())?, display);
+    stop_on_signals(board.stopper());
     let mut listening = false;
     let mut cannot_listen = None;
-
-    board
-        .run(&mut server, &mut Screen::server(), |event| {
-            log_event(event, "from");
-            match event {
-                Event::Listening { local } if !listening => {
-                    listening = true;
-                    // Scripts wait for this line to know the port.
-                    println!("listening on {local}");
-                    let _ = std::io::stdout().flush();
-                }
-                // Listening never worked: the address or port is wrong, not busy for a moment.
-                Event::ListenFailed { error, .. } if !listening => {
-                    cannot_listen = Some(describe(error));
-                    return ControlFlow::Break(());
-                }
-                _ => {}
+    let mut on_event = |event: &Event<'_, echo_std::Error>| {
+        log_event(event, "from");
+        match event {
+            // Several loops each say it: the first is the line.
+            Event::Listening { local } if !listening => {
+                listening = true;
+                // Scripts wait for this line to know the port.
+                println!("listening on {local}");
+                let _ = std::io::stdout().flush();
             }
-            ControlFlow::Continue(())
-        })
-        .map_err(|e| e.to_string())?;
+            // Listening never worked: the address or port is wrong, not busy for a moment.
+            Event::ListenFailed { error, .. } if !listening => {
+                cannot_listen = Some(describe(error));
+                return ControlFlow::Break(());
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    };
+
+    if args.threads == 1 {
+        let mut slots: Vec<Slot<_>> = (0..args.max_clients).map(|_| Slot::new()).collect();
+        let mut buffer = vec![0u8; buffer_size];
+        let mut server = EchoServer::new(config, &mut slots, &mut buffer);
+        board.run(&mut server, &mut Screen::server(), &mut on_event)
+    } else {
+        let loops = LoopsConfig {
+            threads: args.threads,
+            max_clients: args.max_clients,
+            buffer: args.buffer,
+            server: config,
+            report_received,
+        };
+        let notifier = board.stack().notifier();
+        let mut loops = ServerLoops::spawn(loops, stack, notifier).map_err(|e| e.to_string())?;
+        let outcome = board.run(&mut loops, &mut Screen::server(), &mut on_event);
+        loops.take_failure().map_or(outcome, Err)
+    }
+    .map_err(|e| e.to_string())?;
     cannot_listen.map_or(Ok(()), Err)
 }
 
@@ -344,6 +375,8 @@ mod tests {
             "1.5",
             "--buffer",
             "4096",
+            "--threads",
+            "2",
             "--display",
             "png:/tmp/x.png",
         ])
@@ -355,6 +388,7 @@ mod tests {
         assert_eq!(args.backlog, 5);
         assert_eq!(args.idle_timeout, Some(Duration::from_millis(1500)));
         assert_eq!(args.display, DisplayMode::Png("/tmp/x.png".into()));
+        assert_eq!(args.threads, 2);
         let cli = Cli::try_parse_from(["echo-std", "client", "--host", "localhost"]).unwrap();
         let Command::Client(args) = cli.command else {
             panic!("not the client")

@@ -1612,6 +1612,35 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_listener_gives_each_client_to_the_loop_serving_the_fewest() {
+        let shared = SharedListener::new([2, 2]);
+        let mut stacks: Vec<StdStack> = (0..2)
+            .map(|index| loopback_stack().with_shared_listener(shared.clone(), index))
+            .collect();
+        let (mut first, address) = listening(&mut stacks[0]);
+        let (mut second, again) = listening(&mut stacks[1]);
+        assert_eq!(address, again, "one socket for both loops");
+        let a = TcpStream::connect(address).unwrap();
+        let (_, peer) = block(&mut stacks[0], |s| s.accept(&mut first)).unwrap();
+        assert_eq!(peer, a.local_addr().unwrap());
+        // The first loop takes the next client off the socket, but serves one already.
+        let b = TcpStream::connect(address).unwrap();
+        thread::sleep(Duration::from_millis(50));
+        stacks[0].wait(Some(Duration::ZERO)).unwrap();
+        assert!(matches!(
+            stacks[0].accept(&mut first),
+            Err(nb::Error::WouldBlock)
+        ));
+        let (_, peer) = block(&mut stacks[1], |s| s.accept(&mut second)).unwrap();
+        assert_eq!(peer, b.local_addr().unwrap());
+        // The socket stays open while one loop still listens on it.
+        stacks[0].close(first).unwrap();
+        let c = TcpStream::connect(address).unwrap();
+        let (_, peer) = block(&mut stacks[1], |s| s.accept(&mut second)).unwrap();
+        assert_eq!(peer, c.local_addr().unwrap());
+    }
+
+    #[test]
     fn durations_read_like_a_person_wrote_them() {
         assert_eq!(human(Duration::from_secs(3)), "3 s");
         assert_eq!(human(Duration::from_millis(250)), "250 ms");
