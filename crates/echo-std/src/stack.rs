@@ -17,6 +17,12 @@
 //!   sleeps on through the other events (a socket that always has room to write, more data
 //!   on a socket its owner chose not to read yet).
 //!
+//! Bytes move between the kernel and the caller in large pieces, whatever the caller's
+//! buffer: `receive` reads up to [`READ_AHEAD`] at once and hands out the rest from memory,
+//! and `send` gathers up to [`SEND_GATHER`] before one `sendto`. A poll loop that echoes a
+//! buffer per connection and pass thus makes one system call per 64 KiB in and per 256 KiB
+//! out, and wakes the peer's reader once per 256 KiB instead of once per buffer.
+//!
 //! mio rather than the `polling` crate: polling's `wait` re-arms its timer descriptor and its
 //! notifier on every call (four system calls besides `epoll_wait`), mio's is `epoll_wait`
 //! alone (timeouts in whole milliseconds, rounded up), and its `Waker` is never drained.
@@ -55,11 +61,21 @@ pub const READINESS_REFRESH: Duration = Duration::from_millis(1);
 
 /// How much a `receive` reads from the OS socket at least: a smaller buffer gets the first
 /// bytes, and the next receives the rest without a system call. The echo core reads one
-/// buffer per connection and pass; with 1 KiB buffers this halves the system calls per byte
-/// echoed (one `recvfrom` for up to 64 KiB, then a `sendto` per KiB), and the peer's writes
-/// are taken off the kernel in large pieces. Flow control is unchanged: the stack reads only
+/// buffer per connection and pass: with 1 KiB buffers, one `recvfrom` for up to 64 KiB
+/// instead of 64, and the peer's writes are taken off the kernel in large pieces (a larger
+/// read-ahead for 64 KiB buffers only added copying). Flow control is unchanged: the stack reads only
 /// for a `receive`, and only when nothing read ahead is left.
 pub const READ_AHEAD: usize = 64 * 1024;
+
+/// How many bytes given to `send` the stack gathers before it hands them to the kernel in one
+/// system call (a larger send goes straight to the kernel). A loop that visits every
+/// connection once per pass sends each peer a buffer per pass, and each `sendto` wakes the
+/// peer's reader again (on a VM an interrupt to another core each time): that cost the one
+/// loop more CPU than tokio, whose tasks write one connection's bytes back to back. Gathered
+/// bytes leave sooner when a `receive` on the socket finds nothing more to echo, when the
+/// stack waits or looks at the poller (at least every [`READINESS_REFRESH`] of a busy loop),
+/// and when the socket closes; `receive` holds the end of stream back until they have left.
+pub const SEND_GATHER: usize = 256 * 1024;
 
 /// Whether a short read or a partial write shows that the socket is drained or full, so
 /// that the next operation need not return `WouldBlock` to learn it (a system call saved per
@@ -151,6 +167,8 @@ struct Entry {
     write_closed: bool,
     /// Bytes read from the OS socket and not yet received: see [`READ_AHEAD`].
     read_ahead: ReadAhead,
+    /// Bytes sent and not yet handed to the kernel: see [`SEND_GATHER`].
+    gathered: Gathered,
 }
 
 impl Entry {
@@ -163,7 +181,96 @@ impl Entry {
             read_closed: false,
             write_closed: false,
             read_ahead: ReadAhead::default(),
+            gathered: Gathered::default(),
         }
+    }
+
+    /// Hands gathered bytes to the kernel while it takes them (not at all while the socket
+    /// is known to be full); whether any went.
+    fn flush(&mut self) -> io::Result<bool> {
+        let State::Connected { stream, .. } = &self.state else {
+            return Ok(false);
+        };
+        let mut moved = false;
+        while self.gathered.start < self.gathered.bytes.len() && self.writable {
+            let pending = &self.gathered.bytes[self.gathered.start..];
+            match SockRef::from(stream).send_with_flags(pending, SEND_FLAGS) {
+                Ok(sent) => {
+                    moved |= sent > 0;
+                    self.gathered.start += sent;
+                    self.writable &= !(EDGE_ON_SHORT && !self.write_closed && sent < pending.len());
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // The connection is gone; its receive or send reports it.
+                    self.gathered.clear();
+                    self.write_closed = true;
+                    return Err(e);
+                }
+            }
+        }
+        if self.gathered.start == self.gathered.bytes.len() {
+            self.gathered.clear();
+        }
+        Ok(moved)
+    }
+}
+
+impl Entry {
+    /// One `send` system call with `buffer`.
+    fn send_now(&mut self, buffer: &[u8]) -> nb::Result<usize, io::Error> {
+        let State::Connected { stream, .. } = &self.state else {
+            return Err(nb::Error::WouldBlock);
+        };
+        loop {
+            match SockRef::from(stream).send_with_flags(buffer, SEND_FLAGS) {
+                Ok(sent) => {
+                    // Partial: the kernel buffer is full, and the poller will say when it has
+                    // room (no `WouldBlock` call needed to learn it).
+                    self.writable &= !(EDGE_ON_SHORT && !self.write_closed && sent < buffer.len());
+                    return Ok(sent);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    return Err(nb::Error::WouldBlock);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(nb::Error::Other(e)),
+            }
+        }
+    }
+}
+
+/// Bytes given to `send` that the kernel has not taken yet: `bytes[start..]`.
+#[derive(Default)]
+struct Gathered {
+    bytes: Vec<u8>,
+    start: usize,
+    /// In [`StdStack::gathering`].
+    listed: bool,
+}
+
+impl Gathered {
+    fn pending(&self) -> usize {
+        self.bytes.len() - self.start
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.start = 0;
+    }
+
+    /// Takes what fits of `bytes` (up to [`SEND_GATHER`] pending); how many.
+    fn push(&mut self, bytes: &[u8]) -> usize {
+        if self.start > 0 && self.bytes.len() + bytes.len() > SEND_GATHER {
+            self.bytes.drain(..self.start);
+            self.start = 0;
+        }
+        let room = SEND_GATHER.saturating_sub(self.pending());
+        let taken = bytes.len().min(room);
+        self.bytes.extend_from_slice(&bytes[..taken]);
+        taken
     }
 }
 
@@ -195,8 +302,13 @@ impl ReadAhead {
 ///
 /// - `receive`: `WouldBlock` while no data is there, `Ok(0)` only at end of stream, an error
 ///   of kind `PipeClosed` when the connection was reset or broken;
-/// - `send`: may be partial; `WouldBlock` when the kernel buffer is full; `PipeClosed` when
-///   the peer is gone (never `SIGPIPE`);
+/// - `send`: may be partial; `WouldBlock` when the stack's and the kernel's buffers are full;
+///   `PipeClosed` when the peer is gone (never `SIGPIPE`). The stack gathers small sends
+///   ([`SEND_GATHER`]): they reach the kernel when enough are there, when a `receive` on the
+///   same socket finds nothing, when the stack waits or looks at the poller (at least every
+///   [`READINESS_REFRESH`] of a loop that never waits), or when the socket closes. A caller
+///   that sends and then neither receives nor waits must call [`wait`](Self::wait) (with
+///   a zero timeout, say) for its bytes to leave;
 /// - `accept`: `WouldBlock` while nobody waits; a client that vanished before being accepted
 ///   is skipped, not reported;
 /// - `connect`: `WouldBlock` while in progress, then `Ok(())`, or an error of kind `Other`
@@ -211,6 +323,8 @@ pub struct StdStack {
     next_id: usize,
     /// The deadlines of the connects in progress, by socket id.
     connecting: Vec<(usize, Instant)>,
+    /// Slots of the sockets that have gathered bytes to send.
+    gathering: Vec<usize>,
     bind_address: IpAddr,
     backlog: u32,
     connect_timeout: Duration,
@@ -239,6 +353,7 @@ impl StdStack {
             free: Vec::new(),
             next_id: 0,
             connecting: Vec::new(),
+            gathering: Vec::new(),
             bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             backlog: DEFAULT_BACKLOG,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -355,7 +470,8 @@ impl StdStack {
         if let Some(connect) = self.connecting.iter().map(|&(_, deadline)| deadline).min() {
             deadline = Some(deadline.map_or(connect, |d| d.min(connect)));
         }
-        if core::mem::take(&mut self.ready_unseen) {
+        // Bytes that left free room a send was refused for: the loop has work.
+        if core::mem::take(&mut self.ready_unseen) | self.flush_gathered() {
             deadline = Some(now);
         }
         loop {
@@ -417,10 +533,37 @@ impl StdStack {
             return Ok(false);
         }
         if self.refreshed.elapsed() >= READINESS_REFRESH {
+            let flushed = self.flush_gathered();
             let (ready, notified) = self.read_readiness(Some(Duration::ZERO))?;
-            self.ready_unseen |= ready > 0 || notified;
+            self.ready_unseen |= ready > 0 || notified || flushed;
         }
         Ok(blocked(self))
+    }
+
+    /// A receive found nothing: what was gathered to send on the socket leaves now (the
+    /// echo of this burst is complete). `WouldBlock`, for the receive to return.
+    fn nothing_to_receive(&mut self, socket: &TcpSocket) -> nb::Error<Error> {
+        if let Ok(entry) = self.entry_mut(socket) {
+            // A failure is the next operation's to report.
+            let _ = entry.flush();
+        }
+        nb::Error::WouldBlock
+    }
+
+    /// Hands every socket's gathered bytes to the kernel, as far as it takes them; whether
+    /// any went. A socket that failed reports it at its next operation.
+    fn flush_gathered(&mut self) -> bool {
+        let mut moved = false;
+        let sockets = &mut self.sockets;
+        self.gathering.retain(|&slot| {
+            let Some(Some(entry)) = sockets.get_mut(slot) else {
+                return false;
+            };
+            moved |= entry.flush().unwrap_or(false);
+            entry.gathered.listed = entry.gathered.pending() > 0;
+            entry.gathered.listed
+        });
+        moved
     }
 
     fn entry(&self, socket: &TcpSocket) -> Result<&Entry, Error> {
@@ -754,35 +897,54 @@ impl TcpClientStack for StdStack {
         Ok(())
     }
 
+    /// Gathers the bytes, up to [`SEND_GATHER`], and hands them to the kernel once that many
+    /// are there (or sooner: see [`SEND_GATHER`]). `WouldBlock` when the stack holds that
+    /// many and the kernel takes none.
     fn send(&mut self, socket: &mut TcpSocket, buffer: &[u8]) -> nb::Result<usize, Error> {
-        if self.known_blocked(socket, false)? {
-            return Err(nb::Error::WouldBlock);
-        }
         let entry = self.entry_mut(socket)?;
-        let (stream, peer) = match &entry.state {
-            State::Connected { stream, peer, .. } => (stream, *peer),
+        let peer = match &entry.state {
+            State::Connected { peer, .. } => *peer,
             State::Connecting { .. } => return Err(nb::Error::WouldBlock),
             _ => return Err(nb::Error::Other(wrong_state("send".into()))),
         };
         if buffer.is_empty() {
             return Ok(0);
         }
-        loop {
-            match SockRef::from(stream).send_with_flags(buffer, SEND_FLAGS) {
-                Ok(sent) => {
-                    // Partial: the kernel buffer is full, and the poller will say when it has
-                    // room (no `WouldBlock` call needed to learn it).
-                    entry.writable &=
-                        !(EDGE_ON_SHORT && !entry.write_closed && sent < buffer.len());
-                    return Ok(sent);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    entry.writable = false;
+        let failed = |e| nb::Error::Other(Error::new(format!("send to {peer}"), e));
+        // Nothing gathered, and a buffer as big as a gathering (nothing to gain by copying it)
+        // or a socket the poller saw fail (let the kernel say how): straight to the kernel.
+        if entry.gathered.pending() == 0 && (buffer.len() >= SEND_GATHER || entry.write_closed) {
+            if self.known_blocked(socket, false)? {
+                return Err(nb::Error::WouldBlock);
+            }
+            return self
+                .entry_mut(socket)?
+                .send_now(buffer)
+                .map_err(|e| match e {
+                    nb::Error::WouldBlock => nb::Error::WouldBlock,
+                    nb::Error::Other(e) => failed(e),
+                });
+        }
+        if entry.gathered.pending() + buffer.len() > SEND_GATHER {
+            entry.flush().map_err(failed)?;
+        }
+        let taken = entry.gathered.push(buffer);
+        if entry.gathered.pending() >= SEND_GATHER {
+            entry.flush().map_err(failed)?;
+        }
+        if entry.gathered.pending() > 0 && !entry.gathered.listed {
+            entry.gathered.listed = true;
+            self.gathering.push(socket.slot);
+        }
+        match taken {
+            0 => {
+                if self.known_blocked(socket, false)? {
                     return Err(nb::Error::WouldBlock);
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(nb::Error::Other(Error::new(format!("send to {peer}"), e))),
+                // Room came since: try again.
+                self.send(socket, buffer)
             }
+            taken => Ok(taken),
         }
     }
 
@@ -795,7 +957,7 @@ impl TcpClientStack for StdStack {
             }
         }
         if self.known_blocked(socket, true)? {
-            return Err(nb::Error::WouldBlock);
+            return Err(self.nothing_to_receive(socket));
         }
         let entry = self.entry_mut(socket)?;
         let (mut stream, peer) = match &entry.state {
@@ -806,50 +968,62 @@ impl TcpClientStack for StdStack {
         if buffer.is_empty() {
             return Err(nb::Error::WouldBlock);
         }
-        let read_ahead = &mut entry.read_ahead;
         let direct = buffer.len() >= READ_AHEAD;
-        if !direct && read_ahead.bytes.is_empty() {
-            read_ahead.bytes = vec![0; READ_AHEAD];
+        if !direct && entry.read_ahead.bytes.is_empty() {
+            entry.read_ahead.bytes = vec![0; READ_AHEAD];
         }
-        loop {
-            let target = match direct {
-                true => &mut *buffer,
-                false => &mut read_ahead.bytes[..],
-            };
-            let asked = target.len();
+        let target = match direct {
+            true => &mut *buffer,
+            false => &mut entry.read_ahead.bytes[..],
+        };
+        let asked = target.len();
+        let outcome = loop {
             match stream.read(target) {
-                Ok(received) => {
-                    // Short: the socket is drained, and the poller will say when more comes.
-                    entry.readable &=
-                        !(EDGE_ON_SHORT && !entry.read_closed && received > 0 && received < asked);
-                    if direct {
-                        return Ok(received);
-                    }
-                    read_ahead.start = 0;
-                    read_ahead.end = received;
-                    // At end of stream this is Ok(0), as it must be.
-                    return Ok(read_ahead.take(buffer));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    entry.readable = false;
-                    return Err(nb::Error::WouldBlock);
-                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(nb::Error::Other(Error::new(
-                        format!("receive from {peer}"),
-                        e,
-                    )))
-                }
+                outcome => break outcome,
             }
+        };
+        match outcome {
+            Ok(received) => {
+                // Short: the socket is drained, and the poller will say when more comes.
+                entry.readable &=
+                    !(EDGE_ON_SHORT && !entry.read_closed && received > 0 && received < asked);
+                if received == 0 && entry.gathered.pending() > 0 {
+                    // The end of stream waits for the echo gathered before it; what the
+                    // kernel does not take now leaves when the poller says it has room.
+                    let _ = entry.flush();
+                    if entry.gathered.pending() > 0 {
+                        return Err(nb::Error::WouldBlock);
+                    }
+                }
+                if direct {
+                    return Ok(received);
+                }
+                entry.read_ahead.start = 0;
+                entry.read_ahead.end = received;
+                // At end of stream this is Ok(0), as it must be.
+                Ok(entry.read_ahead.take(buffer))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                entry.readable = false;
+                Err(self.nothing_to_receive(socket))
+            }
+            Err(e) => Err(nb::Error::Other(Error::new(
+                format!("receive from {peer}"),
+                e,
+            ))),
         }
     }
 
+    /// Sends what is gathered as far as the kernel takes it; the rest is dropped with the
+    /// socket.
     fn close(&mut self, socket: TcpSocket) -> Result<(), Error> {
         self.entry(&socket)?;
-        let Some(entry) = self.sockets[socket.slot].take() else {
+        let Some(mut entry) = self.sockets[socket.slot].take() else {
             unreachable!("found above");
         };
+        entry.writable = true;
+        let _ = entry.flush();
         self.free.push(socket.slot);
         self.release(entry.id, entry.state)
             .map_err(|e| Error::new("close", e))
@@ -1162,7 +1336,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
+    use std::io::{Read as _, Write};
     use std::net::TcpStream;
     use std::thread;
 
@@ -1369,6 +1543,75 @@ mod tests {
     }
 
     #[test]
+    fn gathered_bytes_leave_when_a_receive_finds_nothing_or_at_close() {
+        let (mut stack, mut server, mut client) = connected();
+        assert_eq!(stack.send(&mut server, b"ping").unwrap(), 4);
+        assert!(matches!(
+            stack.receive(&mut server, &mut [0; 16]),
+            Err(nb::Error::WouldBlock)
+        ));
+        let mut echo = [0; 4];
+        client.read_exact(&mut echo).unwrap();
+        assert_eq!(&echo, b"ping");
+        assert_eq!(stack.send(&mut server, b"bye").unwrap(), 3);
+        stack.close(server).unwrap();
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, b"bye");
+    }
+
+    #[test]
+    fn end_of_stream_comes_after_the_gathered_echo_has_left() {
+        let (mut stack, mut server, client) = connected();
+        let data: Vec<u8> = (0..4 << 20u32).map(|i| (i % 251) as u8).collect();
+        let sent = data.clone();
+        let peer = thread::spawn(move || {
+            let mut writer = client.try_clone().unwrap();
+            let writing = thread::spawn(move || {
+                writer.write_all(&sent).unwrap();
+                writer.shutdown(std::net::Shutdown::Write).unwrap();
+            });
+            // Late, so that the echo backs up into the stack first.
+            thread::sleep(Duration::from_millis(200));
+            let mut echo = Vec::new();
+            let mut reader = client;
+            reader.read_to_end(&mut echo).unwrap();
+            writing.join().unwrap();
+            echo
+        });
+        let mut buffer = [0; 1024];
+        let mut pending: Vec<u8> = Vec::new();
+        let give_up = Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(Instant::now() < give_up, "never saw the end of stream");
+            if !pending.is_empty() {
+                match stack.send(&mut server, &pending) {
+                    Ok(n) => drop(pending.drain(..n)),
+                    Err(nb::Error::WouldBlock) => {
+                        stack.wait(Some(Duration::from_millis(100))).unwrap();
+                    }
+                    Err(nb::Error::Other(e)) => panic!("{e}"),
+                }
+                continue;
+            }
+            match stack.receive(&mut server, &mut buffer) {
+                Ok(0) => break,
+                Ok(n) => pending.extend_from_slice(&buffer[..n]),
+                Err(nb::Error::WouldBlock) => {
+                    stack.wait(Some(Duration::from_millis(100))).unwrap();
+                }
+                Err(nb::Error::Other(e)) => panic!("{e}"),
+            }
+        }
+        // Everything received was handed back before the end of stream showed: closing now
+        // loses nothing.
+        stack.close(server).unwrap();
+        let echo = peer.join().unwrap();
+        assert_eq!(echo.len(), data.len());
+        assert!(echo == data, "the echo differs");
+    }
+
+    #[test]
     fn a_busy_loop_that_never_waits_still_receives_new_data() {
         let (mut stack, mut server, mut client) = connected();
         let mut buffer = [0; 16];
@@ -1463,6 +1706,10 @@ mod tests {
             let end = chunk.len().min(offset + (total - sent));
             sent += block(&mut stack, |s| s.send(&mut server, &chunk[offset..end])).unwrap();
         }
+        // The last bytes may still be gathered: a loop's wait sends them.
+        while !reader.is_finished() {
+            stack.wait(Some(Duration::from_millis(10))).unwrap();
+        }
         let received = reader.join().unwrap();
         assert!(received
             .iter()
@@ -1495,6 +1742,8 @@ mod tests {
         let (mut accepted, _) = listener.accept().unwrap();
         assert_eq!(stack.peer_addr(&socket).unwrap(), address);
         assert_eq!(stack.send(&mut socket, b"hi").unwrap(), 2);
+        // Gathered: it leaves when the stack waits (or receives).
+        stack.wait(Some(Duration::ZERO)).unwrap();
         let mut buffer = [0; 2];
         std::io::Read::read_exact(&mut accepted, &mut buffer).unwrap();
         assert_eq!(&buffer, b"hi");
