@@ -68,7 +68,7 @@ pub const READINESS_REFRESH: Duration = Duration::from_millis(1);
 pub const READ_AHEAD: usize = 64 * 1024;
 
 /// How many bytes given to `send` the stack gathers before it hands them to the kernel in one
-/// system call (a larger send goes straight to the kernel). A loop that visits every
+/// system call (from [`SEND_DIRECT`] bytes on, a send goes straight to the kernel). A loop that visits every
 /// connection once per pass sends each peer a buffer per pass, and each `sendto` wakes the
 /// peer's reader again (on a VM an interrupt to another core each time): that cost the one
 /// loop more CPU than tokio, whose tasks write one connection's bytes back to back. Gathered
@@ -76,6 +76,10 @@ pub const READ_AHEAD: usize = 64 * 1024;
 /// stack waits or looks at the poller (at least every [`READINESS_REFRESH`] of a busy loop),
 /// and when the socket closes; `receive` holds the end of stream back until they have left.
 pub const SEND_GATHER: usize = 256 * 1024;
+
+/// Sends of at least this many bytes go straight to the kernel when nothing is gathered:
+/// copying them costs more than the system calls and wake-ups it saves.
+pub const SEND_DIRECT: usize = 16 * 1024;
 
 /// Whether a short read or a partial write shows that the socket is drained or full, so
 /// that the next operation need not return `WouldBlock` to learn it (a system call saved per
@@ -913,7 +917,7 @@ impl TcpClientStack for StdStack {
         let failed = |e| nb::Error::Other(Error::new(format!("send to {peer}"), e));
         // Nothing gathered, and a buffer as big as a gathering (nothing to gain by copying it)
         // or a socket the poller saw fail (let the kernel say how): straight to the kernel.
-        if entry.gathered.pending() == 0 && (buffer.len() >= SEND_GATHER || entry.write_closed) {
+        if entry.gathered.pending() == 0 && (buffer.len() >= SEND_DIRECT || entry.write_closed) {
             if self.known_blocked(socket, false)? {
                 return Err(nb::Error::WouldBlock);
             }
