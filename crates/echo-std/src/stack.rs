@@ -19,7 +19,7 @@
 //!
 //! Bytes move between the kernel and the caller in large pieces, whatever the caller's
 //! buffer: `receive` reads up to [`READ_AHEAD`] at once and hands out the rest from memory,
-//! and `send` gathers up to [`SEND_GATHER`] before one `sendto`. A poll loop that echoes a
+//! and `send` gathers small sends up to [`SEND_GATHER`] before one `sendto`. A poll loop that echoes a
 //! buffer per connection and pass thus makes one system call per 64 KiB in and per 256 KiB
 //! out, and wakes the peer's reader once per 256 KiB instead of once per buffer.
 //!
@@ -68,9 +68,9 @@ pub const READINESS_REFRESH: Duration = Duration::from_millis(1);
 pub const READ_AHEAD: usize = 64 * 1024;
 
 /// How many bytes given to `send` the stack gathers before it hands them to the kernel in one
-/// system call (from [`SEND_DIRECT`] bytes on, a send goes straight to the kernel). A loop that visits every
-/// connection once per pass sends each peer a buffer per pass, and each `sendto` wakes the
-/// peer's reader again (on a VM an interrupt to another core each time): that cost the one
+/// system call (from [`SEND_DIRECT`] bytes on, a send goes straight to the kernel). A loop
+/// that visits every connection once per pass sends each peer a buffer per pass, and each
+/// `sendto` wakes the peer's reader again (on a VM an interrupt to another core each time): that cost the one
 /// loop more CPU than tokio, whose tasks write one connection's bytes back to back. Gathered
 /// bytes leave sooner when a `receive` on the socket finds nothing more to echo, when the
 /// stack waits or looks at the poller (at least every [`READINESS_REFRESH`] of a busy loop),
