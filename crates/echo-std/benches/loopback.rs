@@ -10,7 +10,7 @@
 //! The first table gives every figure of every server; the second, each of our servers'
 //! figures divided by each peer's, with the targets.
 //!
-//! `cargo bench -p echo-std --bench loopback` (Linux; about four minutes). `ECHO_BENCH_QUICK=1`
+//! `cargo bench -p echo-std --bench loopback` (Linux; about two minutes). `ECHO_BENCH_QUICK=1`
 //! shrinks every run tenfold.
 
 use std::io::{BufRead, BufReader, Read, Write};
