@@ -8,20 +8,13 @@
 //! against `cargo run --example tcp_server`. `ECHO_DISPLAY=png:oled.png` draws the OLED into a
 //! PNG file instead (or `none`).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::ControlFlow;
 
-use echo::{ClientConfig, EchoClient, Screen, DEFAULT_PORT};
+use echo::{ClientConfig, EchoClient, Screen};
 use echo_std::{Board, DisplayMode, StdStack};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let server = match std::env::args().nth(1) {
-        Some(address) => match address.parse::<IpAddr>() {
-            Ok(ip) => SocketAddr::new(ip, DEFAULT_PORT),
-            Err(_) => address.parse()?,
-        },
-        None => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), DEFAULT_PORT),
-    };
+    let server = echo_std::server_from_args()?;
     let mut board = Board::new(StdStack::new()?, DisplayMode::from_env()?.open());
     let mut buffer = [0; 1024];
     let mut client = EchoClient::new(ClientConfig::new(server), &mut buffer);

@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-60}
-targets=(dhcp server client decoder screen smoltcp)
+targets=(dhcp server client async_server async_client decoder screen smoltcp)
 export RUSTC_BOOTSTRAP=1
 
 cargo fuzz build 2>&1 | tail -n 1

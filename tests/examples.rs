@@ -1,5 +1,7 @@
 //! The tutorial's two examples run as a user runs them: the server example echoes a real
-//! client, and the client example greets a test server and echoes what it is sent.
+//! client, and the client example greets a test server and echoes what it is sent. Each on
+//! both engines: `tcp_server` and `tcp_client` (non-blocking), `tcp_server_async` and
+//! `tcp_client_async`.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -9,6 +11,32 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 const PATIENCE: Duration = Duration::from_secs(10);
+
+/// For each `name(example)`, a module `name` with a test for `example` (`name::nb`) and one for
+/// `example_async` (`name::async_io`).
+macro_rules! for_both_engines {
+    ($($name:ident($example:literal)),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn nb() {
+                    super::$name($example)
+                }
+
+                #[test]
+                fn async_io() {
+                    super::$name(concat!($example, "_async"))
+                }
+            }
+        )*
+    };
+}
+
+for_both_engines! {
+    tcp_server_echoes_a_client("tcp_server"),
+    tcp_server_shows_this_machines_address_and_port_like_the_tutorial("tcp_server"),
+    tcp_client_greets_and_echoes_until_the_server_closes("tcp_client"),
+}
 
 /// An example's binary: `cargo test` builds the examples next to the test binaries' folder.
 fn example(name: &str) -> Command {
@@ -49,10 +77,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[test]
-fn tcp_server_echoes_a_client() {
+fn tcp_server_echoes_a_client(name: &str) {
     let port = free_port();
-    let _server = Running(example("tcp_server").arg(port.to_string()).spawn().unwrap());
+    let _server = Running(example(name).arg(port.to_string()).spawn().unwrap());
     let give_up = Instant::now() + PATIENCE;
     let mut stream = loop {
         match TcpStream::connect((Ipv4Addr::LOCALHOST, port)) {
@@ -69,15 +96,14 @@ fn tcp_server_echoes_a_client() {
     assert_eq!(echo, message);
 }
 
-#[test]
-fn tcp_server_shows_this_machines_address_and_port_like_the_tutorial() {
+fn tcp_server_shows_this_machines_address_and_port_like_the_tutorial(name: &str) {
     use echo::{Event, Screen};
     use echo_std::display::{encode_png, FrameBuffer, DEFAULT_PNG_SCALE};
 
     let port = free_port();
-    let png = std::env::temp_dir().join(format!("echo-example-{}.png", std::process::id()));
+    let png = std::env::temp_dir().join(format!("{name}-{}.png", std::process::id()));
     let _server = Running(
-        example("tcp_server")
+        example(name)
             .arg(port.to_string())
             .env("ECHO_DISPLAY", format!("png:{}", png.display()))
             .spawn()
@@ -111,16 +137,10 @@ fn tcp_server_shows_this_machines_address_and_port_like_the_tutorial() {
     let _ = std::fs::remove_file(&png);
 }
 
-#[test]
-fn tcp_client_greets_and_echoes_until_the_server_closes() {
+fn tcp_client_greets_and_echoes_until_the_server_closes(name: &str) {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let address = listener.local_addr().unwrap();
-    let mut client = Running(
-        example("tcp_client")
-            .arg(address.to_string())
-            .spawn()
-            .unwrap(),
-    );
+    let mut client = Running(example(name).arg(address.to_string()).spawn().unwrap());
     listener.set_nonblocking(true).unwrap();
     let give_up = Instant::now() + PATIENCE;
     let mut stream = loop {

@@ -90,7 +90,7 @@ fi
 over() { awk -v size="$1" -v base="$2" -v ratio="$3" 'BEGIN { if (size > base * ratio) print "over" }'; }
 
 status=0
-printf '%-14s %-8s %-10s %11s %10s %12s %10s\n' example chip features flash_bytes ram_bytes flash/base ram/base
+printf '%-16s %-8s %-10s %11s %10s %12s %10s\n' example chip features flash_bytes ram_bytes flash/base ram/base
 for example in "${examples[@]}"; do
     read -r flash ram < <(measure "${CARGO_TARGET_DIR:-target}/$target/release/examples/$example")
     if [ -n "$base_flash" ]; then
@@ -99,7 +99,7 @@ for example in "${examples[@]}"; do
     else
         ratios=$(printf '%12s %10s' - -)
     fi
-    printf '%-14s %-8s %-10s %11d %10d %s\n' "$example" "$chip" "${features:--}" "$flash" "$ram" "$ratios"
+    printf '%-16s %-8s %-10s %11d %10d %s\n' "$example" "$chip" "${features:--}" "$flash" "$ram" "$ratios"
     if [ -n "$max_flash" ] && [ "$flash" -gt "$max_flash" ]; then
         echo "$example: flash $flash B over the budget of $max_flash B" >&2
         status=1

@@ -24,10 +24,15 @@
 //!   access point closes every connection when it stops. Errors go to the log and the screen;
 //!   credentials go to neither.
 //!
+//! The async examples (`tcp_server_async`, `tcp_client_async`) run the same station on
+//! esp-rtos's embassy executor, embassy-net and echo's async roles: [`Board::station_async`]
+//! and [`asynch::AsyncStation::run`], in [`asynch`].
+//!
 //! The hardware-independent parts (DHCP server, flush accounting, retry policy, settings
 //! parsing) are in `echo-esp32-logic` (`logic/`), tested on the host.
 #![no_std]
 
+pub mod asynch;
 mod display;
 mod net;
 mod runner;

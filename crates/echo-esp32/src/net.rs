@@ -48,6 +48,12 @@ impl<const N: usize> Default for NetMemory<'_, N> {
     }
 }
 
+/// A seed for the stack's initial sequence numbers and ephemeral ports, from the chip's RNG.
+pub(crate) fn random_seed() -> u64 {
+    let rng = esp_hal::rng::Rng::new();
+    u64::from(rng.random()) << 32 | u64::from(rng.random())
+}
+
 /// The stack over `interface`, and the DHCP server's sockets if asked (the handle is the main
 /// one's; the unicast one is the stack's other UDP socket).
 pub(crate) fn stack<'a, const N: usize>(
@@ -58,8 +64,7 @@ pub(crate) fn stack<'a, const N: usize>(
     let NetMemory { storage, tcp, dhcp } = memory;
     let device = DriverDevice::new(interface).expect("the Wi-Fi interface is Ethernet");
     let mut config = Config::new(device.hardware_address());
-    let rng = esp_hal::rng::Rng::new();
-    config.random_seed = u64::from(rng.random()) << 32 | u64::from(rng.random());
+    config.random_seed = random_seed();
     let buffers = tcp.each_mut().map(|pair| pair.split_at_mut(TCP_RX));
     let now = crate::smoltcp_now();
     let mut stack = Stack::new(device, config, storage, buffers, TcpOptions::default(), now)

@@ -309,17 +309,14 @@ impl<'a, M: Mode, const N: usize> Runner<'a, M, N> {
         L: Layout,
     {
         let address = self.stack.ipv4_address().map(|cidr| cidr.address());
-        match self.address.update(address) {
+        let change = self.address.update(address);
+        report_address(change, screen);
+        match change {
             AddressChange::Same => return false,
-            AddressChange::Lost => {
-                info!("net: no address");
-                status(screen, format_args!("net: no address"));
-            }
-            AddressChange::Back(ip) => info!("net: address {}", ip),
-            AddressChange::Moved(ip) => {
-                info!("net: new address {}; starting over", ip);
+            AddressChange::Moved(_) => {
                 role.restart(&mut self.stack, |event| show(screen, &event));
             }
+            AddressChange::Lost | AddressChange::Back(_) => {}
         }
         true
     }
@@ -332,10 +329,23 @@ impl<'a, M: Mode, const N: usize> Runner<'a, M, N> {
     }
 }
 
+/// Logs what the interface's address did, and says on the screen when it is gone.
+pub(crate) fn report_address<L: Layout>(change: AddressChange, screen: &mut Screen<L>) {
+    match change {
+        AddressChange::Same => {}
+        AddressChange::Lost => {
+            info!("net: no address");
+            status(screen, format_args!("net: no address"));
+        }
+        AddressChange::Back(ip) => info!("net: address {}", ip),
+        AddressChange::Moved(ip) => info!("net: new address {}; starting over", ip),
+    }
+}
+
 /// Logs what echo's own log lines leave out (they cover listening, accepted and established
 /// connections, and failures with their retry delay) and applies the event to the screen.
 /// Received text is logged by size only.
-fn show<L: Layout, E: core::fmt::Debug>(screen: &mut Screen<L>, event: &Event<'_, E>) {
+pub(crate) fn show<L: Layout, E: core::fmt::Debug>(screen: &mut Screen<L>, event: &Event<'_, E>) {
     match event {
         Event::Received { conn, bytes } => debug!("{}: {} bytes", conn, bytes.len()),
         Event::Closed { conn, reason, .. } => info!("{} closed ({})", conn, reason.as_str()),
@@ -346,7 +356,7 @@ fn show<L: Layout, E: core::fmt::Debug>(screen: &mut Screen<L>, event: &Event<'_
 }
 
 /// Shows a board message on the screen (one row; longer text is cut).
-fn status<L: Layout>(screen: &mut Screen<L>, message: core::fmt::Arguments<'_>) {
+pub(crate) fn status<L: Layout>(screen: &mut Screen<L>, message: core::fmt::Arguments<'_>) {
     let mut text = ShortText::<{ echo::COLUMNS * 4 }>::new();
     let _ = text.write_fmt(message);
     screen.set_status(text.as_str());

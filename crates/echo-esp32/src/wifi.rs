@@ -129,20 +129,49 @@ pub(crate) fn start_access_point(
     wifi.set_config(&Config::AccessPoint(config))
 }
 
+/// How long cancelling an attempt that timed out may take.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why an attempt the radio answered failed.
+fn failure(error: ConnectionError) -> ConnectFailure {
+    match error {
+        ConnectionError::Failed(info) => ConnectFailure::Refused(info.reason),
+        ConnectionError::WifiError(e) => ConnectFailure::Driver(e),
+        _ => ConnectFailure::Driver(WifiError::Other),
+    }
+}
+
 /// One connection attempt, given up after `timeout`.
 pub(crate) fn connect(
     wifi: &mut WifiController<'static>,
     timeout: Duration,
 ) -> Result<(), ConnectFailure> {
-    let outcome = block_on_for(wifi.connect_async(), timeout);
-    match outcome {
-        Some(Ok(_)) => Ok(()),
-        Some(Err(ConnectionError::Failed(info))) => Err(ConnectFailure::Refused(info.reason)),
-        Some(Err(ConnectionError::WifiError(e))) => Err(ConnectFailure::Driver(e)),
-        Some(Err(_)) => Err(ConnectFailure::Driver(WifiError::Other)),
+    match block_on_for(wifi.connect_async(), timeout) {
+        Some(outcome) => outcome.map(drop).map_err(failure),
         None => {
             // Cancel the attempt still under way so the next one starts clean.
-            let _ = block_on_for(wifi.disconnect_async(), Duration::from_secs(1));
+            let _ = block_on_for(wifi.disconnect_async(), CANCEL_TIMEOUT);
+            Err(ConnectFailure::Timeout)
+        }
+    }
+}
+
+/// One connection attempt, given up after `timeout`: [`connect`] for the async firmware, whose
+/// executor runs the other tasks meanwhile.
+pub(crate) async fn connect_within(
+    wifi: &mut WifiController<'static>,
+    timeout: Duration,
+) -> Result<(), ConnectFailure> {
+    match embassy_time::with_timeout(
+        crate::asynch::embassy_duration(timeout),
+        wifi.connect_async(),
+    )
+    .await
+    {
+        Ok(outcome) => outcome.map(drop).map_err(failure),
+        Err(embassy_time::TimeoutError) => {
+            let cancel = crate::asynch::embassy_duration(CANCEL_TIMEOUT);
+            let _ = embassy_time::with_timeout(cancel, wifi.disconnect_async()).await;
             Err(ConnectFailure::Timeout)
         }
     }

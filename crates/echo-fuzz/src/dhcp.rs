@@ -56,7 +56,7 @@ fn request(bytes: &mut Bytes<'_>) -> Vec<u8> {
         packet.extend_from_slice(&address(bytes.byte()).octets());
     }
     if flags & 0x20 != 0 {
-        let server = if bytes.byte() % 4 == 0 {
+        let server = if bytes.byte().is_multiple_of(4) {
             Ipv4Addr::new(192, 168, 4, 254)
         } else {
             SERVER

@@ -10,12 +10,18 @@
 //!   block, partial sends, both EOF conventions, errors, accept and connect failures, the data):
 //!   no panic, no I/O on a closed socket, and every connection gets back exactly a prefix of
 //!   what it sent, in order.
+//! - [`asynch`]: `AsyncEchoServer` and `AsyncEchoClient` against an async stack driven by the
+//!   bytes (pending or ready, partial writes, resets, errors, slow closes, failures of bind,
+//!   accept and connect), stopped when the bytes run out: no panic, no I/O after a close, every
+//!   connection gets back a prefix of what it sent, at most `N` served at once, every server
+//!   connection closed or aborted explicitly, nothing open after the stop.
 //! - [`screen`]: `Utf8Decoder` and `Screen` on arbitrary bytes: the decoder agrees with
 //!   `String::from_utf8_lossy`, no pixel leaves the 128x64 panel, and the screen shows the
 //!   end of the text that fits.
 //! - [`smoltcp`]: `echo-smoltcp`'s stack serving the echo server while arbitrary Ethernet
 //!   frames arrive: no panic, and once the peers are quiet every socket is free or listening.
 
+pub mod asynch;
 pub mod dhcp;
 pub mod roles;
 pub mod screen;

@@ -305,11 +305,9 @@ pub fn check_server(data: &[u8]) {
     assert_eq!(server.stats().open, 0, "shut down, nothing open");
 }
 
-/// The client, with or without reconnection, buffer of 1 to 64 bytes.
-pub fn check_client(data: &[u8]) {
-    let mut bytes = Bytes::new(data);
-    let (zero_read, idle) = settings(bytes.byte());
-    let shape = bytes.byte();
+/// The client's greeting (none, short, the tutorial's) and reconnection (none, or up to 15
+/// retries 5 to 50 ms apart), from one byte; the async client takes the same.
+pub(crate) fn client_shape(shape: u8) -> (&'static [u8], Option<Reconnect>) {
     let greeting: &[u8] = match shape % 3 {
         0 => b"",
         1 => b"hi",
@@ -323,6 +321,15 @@ pub fn check_client(data: &[u8]) {
                 Duration::from_millis(50),
             ))
     });
+    (greeting, reconnect)
+}
+
+/// The client, with or without reconnection, buffer of 1 to 64 bytes.
+pub fn check_client(data: &[u8]) {
+    let mut bytes = Bytes::new(data);
+    let (zero_read, idle) = settings(bytes.byte());
+    let shape = bytes.byte();
+    let (greeting, reconnect) = client_shape(shape);
     let mut stack = FuzzStack::new(bytes, zero_read);
     let mut buffer = vec![0u8; 1 + usize::from(shape >> 2) % 64];
     let config = ClientConfig::new(SocketAddr::from(([10, 0, 0, 1], 5001)))

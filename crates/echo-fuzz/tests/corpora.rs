@@ -62,3 +62,13 @@ fn screen() {
 fn smoltcp() {
     replay("smoltcp", echo_fuzz::smoltcp::check);
 }
+
+#[test]
+fn async_server() {
+    replay("async_server", echo_fuzz::asynch::check_server);
+}
+
+#[test]
+fn async_client() {
+    replay("async_client", echo_fuzz::asynch::check_client);
+}

@@ -48,30 +48,27 @@ fn main() {
 }
 
 #[cfg(target_os = "linux")]
+#[path = "common/cli.rs"]
+mod cli;
+
+#[cfg(target_os = "linux")]
 mod linux {
-    use std::net::{Ipv4Addr, SocketAddr};
+    use std::net::SocketAddr;
     use std::process::ExitCode;
     use std::sync::Arc;
     use std::task::{Wake, Waker};
     use std::thread::{self, Thread};
     use std::time::{Duration as StdDuration, Instant as StdInstant, SystemTime};
 
-    use echo::{
-        ClientConfig, CloseReason, EchoClient, EchoServer, Event, Role, ServerConfig, Slot,
-    };
+    use echo::{ClientConfig, EchoClient, EchoServer, Event, Role, ServerConfig, Slot};
     use echo_smoltcp::smoltcp::iface::{Config, SocketStorage};
     use echo_smoltcp::smoltcp::phy::FaultInjector;
     use echo_smoltcp::smoltcp::time::Instant;
-    use echo_smoltcp::smoltcp::wire::{Ipv4Address, Ipv4Cidr};
+    use echo_smoltcp::smoltcp::wire::Ipv4Cidr;
     use echo_smoltcp::{DriverDevice, Stack, TcpOptions};
     use embassy_net_tuntap::TunTapDevice;
 
-    const USAGE: &str = "usage:
-      tap server --iface IFACE --ip ADDR/PREFIX [--port PORT] [--gateway ADDR]
-                 [--idle-timeout SECS] [--loss PERCENT] [--corrupt PERCENT]
-      tap client --iface IFACE --ip ADDR/PREFIX --host ADDR [--port PORT] [--gateway ADDR]
-                 [--loss PERCENT] [--corrupt PERCENT]
-      tap --help";
+    use crate::cli::{exit, print, start, ClientEnd, Mode, TextScreen};
 
     /// Clients served at once, and the listen backlog: three, like the tutorial's `listen(3)`.
     const MAX_CLIENTS: usize = echo::DEFAULT_MAX_CLIENTS;
@@ -84,115 +81,6 @@ mod linux {
 
     type TapStack<'a> = Stack<'a, FaultInjector<DriverDevice<TunTapDevice>>, POOL>;
     type TapEvent<'a> = Event<'a, echo_smoltcp::Error>;
-
-    #[derive(Debug, PartialEq)]
-    enum Mode {
-        Server {
-            idle_timeout: Option<echo::Duration>,
-        },
-        Client {
-            host: Ipv4Addr,
-        },
-    }
-
-    #[derive(Debug)]
-    struct Args {
-        mode: Mode,
-        iface: String,
-        ip: Ipv4Cidr,
-        port: u16,
-        gateway: Option<Ipv4Address>,
-        /// Frames dropped and corrupted, in percent of each direction's.
-        loss: u8,
-        corrupt: u8,
-    }
-
-    /// What the command line asks for: a run, or the usage.
-    #[derive(Debug)]
-    enum Command {
-        Run(Args),
-        Help,
-    }
-
-    fn parse(args: impl Iterator<Item = String>) -> Result<Command, String> {
-        let args: Vec<String> = args.collect();
-        if args.iter().any(|arg| arg == "--help" || arg == "-h") {
-            return Ok(Command::Help);
-        }
-        let mut args = args.into_iter();
-        let mode = args.next().ok_or("missing mode: server or client")?;
-        let (mut iface, mut ip, mut port, mut host, mut gateway) = (None, None, None, None, None);
-        let mut idle_timeout = None;
-        let (mut loss, mut corrupt) = (0, 0);
-        while let Some(flag) = args.next() {
-            let value = args.next().ok_or(format!("{flag} needs a value"))?;
-            match flag.as_str() {
-                "--iface" => iface = Some(value),
-                "--ip" => {
-                    let (addr, prefix) = value
-                        .split_once('/')
-                        .ok_or(format!("--ip {value}: expected ADDR/PREFIX"))?;
-                    let addr: Ipv4Addr = addr.parse().map_err(|e| format!("--ip {value}: {e}"))?;
-                    let prefix: u8 = prefix.parse().map_err(|e| format!("--ip {value}: {e}"))?;
-                    if prefix > 32 {
-                        return Err(format!("--ip {value}: prefix above 32"));
-                    }
-                    ip = Some(Ipv4Cidr::new(addr, prefix));
-                }
-                "--port" => port = Some(value.parse().map_err(|e| format!("--port {value}: {e}"))?),
-                "--host" => host = Some(value.parse().map_err(|e| format!("--host {value}: {e}"))?),
-                "--gateway" => {
-                    gateway = Some(
-                        value
-                            .parse()
-                            .map_err(|e| format!("--gateway {value}: {e}"))?,
-                    )
-                }
-                "--loss" => loss = percent(&flag, &value)?,
-                "--corrupt" => corrupt = percent(&flag, &value)?,
-                "--idle-timeout" => {
-                    let seconds: f64 = value
-                        .parse()
-                        .map_err(|e| format!("--idle-timeout {value}: {e}"))?;
-                    let timeout = echo::Duration::try_from_secs_f64(seconds)
-                        .map_err(|e| format!("--idle-timeout {value}: {e}"))?;
-                    idle_timeout = Some(timeout);
-                }
-                _ => return Err(format!("unknown option {flag}")),
-            }
-        }
-        let mode = match mode.as_str() {
-            "server" => Mode::Server { idle_timeout },
-            "client" if idle_timeout.is_some() => {
-                return Err("--idle-timeout is a server option".into())
-            }
-            "client" => Mode::Client {
-                host: host.ok_or("client mode needs --host")?,
-            },
-            other => return Err(format!("unknown mode {other}: server or client")),
-        };
-        let default_port = match mode {
-            Mode::Server { .. } => echo::DEFAULT_PORT,
-            Mode::Client { .. } => 6000,
-        };
-        Ok(Command::Run(Args {
-            mode,
-            iface: iface.ok_or("missing --iface")?,
-            ip: ip.ok_or("missing --ip")?,
-            port: port.unwrap_or(default_port),
-            gateway,
-            loss,
-            corrupt,
-        }))
-    }
-
-    /// A share from 0 to 100.
-    fn percent(flag: &str, value: &str) -> Result<u8, String> {
-        match value.parse::<u8>() {
-            Ok(share) if share <= 100 => Ok(share),
-            _ => Err(format!("{flag} {value}: expected a percentage, 0 to 100")),
-        }
-    }
 
     /// Wakes the polling thread when the TAP device becomes readable.
     struct Unpark(Thread);
@@ -263,58 +151,10 @@ mod linux {
         Ok(())
     }
 
-    fn print(event: &TapEvent<'_>) {
-        match event {
-            Event::Listening { local } => println!("listening on {local}"),
-            Event::ListenFailed { error, retry_in } => {
-                eprintln!("server: {error}; listening again in {retry_in:?}")
-            }
-            Event::Connecting { remote, attempt } => {
-                println!("connecting to {remote} (attempt {attempt})")
-            }
-            Event::ConnectFailed { error, .. } => eprintln!("client: {error}"),
-            Event::Opened { conn, peer, .. } => println!("{conn} opened with {peer}"),
-            Event::Received { conn, bytes } => {
-                println!("{conn} received {} bytes: {}", bytes.len(), preview(bytes))
-            }
-            Event::Closed { conn, reason, .. } => println!("{conn} closed: {}", reason.as_str()),
-            other => println!("{other:?}"),
-        }
-    }
-
-    /// At most the first 64 bytes, for a log line.
-    fn preview(bytes: &[u8]) -> String {
-        let shown = &bytes[..bytes.len().min(64)];
-        let text = String::from_utf8_lossy(shown);
-        let text = text.trim_end();
-        if bytes.len() > shown.len() {
-            format!("{text}...")
-        } else {
-            text.to_string()
-        }
-    }
-
     pub fn main() -> ExitCode {
-        let args = match parse(std::env::args().skip(1)) {
-            Ok(Command::Run(args)) => args,
-            Ok(Command::Help) => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            Err(message) => {
-                eprintln!("{message}\n{USAGE}");
-                return ExitCode::from(2);
-            }
-        };
-        let tap = match TunTapDevice::new(&args.iface) {
-            Ok(tap) => tap,
-            Err(e) => {
-                eprintln!(
-                    "cannot open TAP device {}: {e} (root needed; see scripts/tap-netns.sh)",
-                    args.iface
-                );
-                return ExitCode::FAILURE;
-            }
+        let (args, tap) = match start("tap") {
+            Ok(started) => started,
+            Err(code) => return code,
         };
         let mut device = DriverDevice::new(tap).expect("a TAP device is Ethernet");
         device.set_waker(Waker::from(Arc::new(Unpark(thread::current()))));
@@ -354,7 +194,8 @@ mod linux {
             clock.smoltcp(),
         )
         .expect("storage holds the pool");
-        stack.set_ipv4(args.ip, args.gateway);
+        let (ip, prefix) = args.ip;
+        stack.set_ipv4(Ipv4Cidr::new(ip, prefix), args.gateway);
 
         let mut buffer = vec![0u8; MAX_CLIENTS * echo::DEFAULT_BUFFER_SIZE];
         let ran = match args.mode {
@@ -364,32 +205,27 @@ mod linux {
                     .with_port(args.port)
                     .with_idle_timeout(idle_timeout);
                 let mut server = EchoServer::new(config, &mut slots, &mut buffer);
-                run(&mut stack, &clock, &mut server, print)
+                let mut screen = TextScreen::new(echo::Screen::server());
+                run(&mut stack, &clock, &mut server, |event| {
+                    print(event);
+                    screen.update(event);
+                })
             }
             Mode::Client { host } => {
                 let remote = SocketAddr::from((host, args.port));
                 let config = ClientConfig::new(remote)
                     .with_connect_timeout(Some(echo::Duration::from_secs(10)));
                 let mut client = EchoClient::new(config, &mut buffer);
-                let mut ended_by_server = false;
+                let mut end = ClientEnd::new();
+                let mut screen = TextScreen::new(echo::Screen::client());
                 let ran = run(&mut stack, &clock, &mut client, |event| {
                     print(event);
-                    if let Event::Closed { reason, .. } = event {
-                        ended_by_server = *reason == CloseReason::Eof;
-                    }
+                    screen.update(event);
+                    end.update(event);
                 });
-                ran.and_then(|()| match ended_by_server {
-                    true => Ok(()),
-                    false => Err("the connection did not end with the server's FIN".into()),
-                })
+                end.outcome(ran)
             }
         };
-        match ran {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => {
-                eprintln!("tap: {message}");
-                ExitCode::FAILURE
-            }
-        }
+        exit("tap", ran)
     }
 }

@@ -51,7 +51,7 @@ case "${1:-}" in
   test)
     cd "$CRATE_DIR"
     # Build outside the namespace (the registry is reachable there), run inside it.
-    cargo build -p echo-smoltcp --example tap
+    cargo build -p echo-smoltcp --examples
     cargo test -p echo-smoltcp --test tap --test tap_check --no-run
     up
     trap down EXIT

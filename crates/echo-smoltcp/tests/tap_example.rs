@@ -1,20 +1,18 @@
-//! The `tap` example's command line, which needs no TAP device: help and mistakes are
-//! answered before the device is opened.
+//! The command line of the `tap` and `tap_async` examples, which needs no TAP device: help
+//! and mistakes are answered before the device is opened, the same by both.
 #![cfg(target_os = "linux")]
 
-use std::path::PathBuf;
+#[path = "common/example.rs"]
+mod example;
+
 use std::process::{Command, Output};
 
-/// Runs the `tap` example (built by `cargo test` next to the test binaries) with `args`.
-fn tap(args: &[&str]) -> Output {
-    let exe = std::env::current_exe().unwrap();
-    let path: PathBuf = exe.parent().unwrap().parent().unwrap().join("examples/tap");
-    assert!(
-        path.exists(),
-        "{} missing: cargo build -p echo-smoltcp --example tap",
-        path.display()
-    );
-    Command::new(path).args(args).output().unwrap()
+/// Runs example `name` (built by `cargo test` next to the test binaries) with `args`.
+fn tap(name: &str, args: &[&str]) -> Output {
+    Command::new(example::path(name))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -25,12 +23,14 @@ fn help_prints_the_usage_and_exits_0_wherever_it_is_asked() {
         &["server", "--help"],
         &["client", "--iface", "tap0", "--help"],
     ] {
-        let output = tap(args);
-        assert_eq!(output.status.code(), Some(0), "{args:?}");
-        let stdout = String::from_utf8(output.stdout).unwrap();
-        assert!(stdout.starts_with("usage:"), "{args:?}: {stdout}");
-        assert!(stdout.contains("--idle-timeout SECS"), "{stdout}");
-        assert!(stdout.contains("--loss PERCENT"), "{stdout}");
+        for name in example::EXAMPLES {
+            let output = tap(name, args);
+            assert_eq!(output.status.code(), Some(0), "{name} {args:?}");
+            let stdout = String::from_utf8(output.stdout).unwrap();
+            assert!(stdout.starts_with("usage:"), "{name} {args:?}: {stdout}");
+            assert!(stdout.contains("--idle-timeout SECS"), "{stdout}");
+            assert!(stdout.contains("--loss PERCENT"), "{stdout}");
+        }
     }
 }
 
@@ -64,10 +64,12 @@ fn mistakes_say_what_is_wrong_and_exit_2() {
             "--loss 101: expected a percentage, 0 to 100",
         ),
     ] {
-        let output = tap(args);
-        assert_eq!(output.status.code(), Some(2), "{args:?}");
-        let stderr = String::from_utf8(output.stderr).unwrap();
-        assert!(stderr.starts_with(message), "{args:?}: {stderr}");
-        assert!(stderr.contains("usage:"), "{stderr}");
+        for name in example::EXAMPLES {
+            let output = tap(name, args);
+            assert_eq!(output.status.code(), Some(2), "{name} {args:?}");
+            let stderr = String::from_utf8(output.stderr).unwrap();
+            assert!(stderr.starts_with(message), "{name} {args:?}: {stderr}");
+            assert!(stderr.contains("usage:"), "{stderr}");
+        }
     }
 }

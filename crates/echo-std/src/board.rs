@@ -1,21 +1,29 @@
-//! [`Board`]: the host as the tutorial's board: its network ([`StdStack`]), its clock and its
-//! OLED ([`Display`]), and [`Board::run`], the one loop that runs an echo role on it.
+//! [`Board`]: the host as the tutorial's board: its network ([`StdStack`] or [`AsyncStack`]),
+//! its clock and its OLED ([`Display`]), and `run`, the one loop that runs an echo role on it,
+//! for each engine.
+
+mod asynch;
 
 use std::fmt;
+use std::future::poll_fn;
 use std::io::{self, IsTerminal};
+use std::net::{AddrParseError, IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use echo::{Event, Layout, Role, Screen, Stats};
+use echo::{Event, Layout, Role, Screen, Stats, DEFAULT_PORT};
 
 use crate::display::{
     FrameBuffer, PngDisplay, RateLimit, TerminalDisplay, TerminalLog, DEFAULT_FRAME_INTERVAL,
 };
-use crate::{Error, Notifier, StdStack};
+use crate::{AsyncStack, Error, Notifier, StdClock, StdStack};
+
+pub use asynch::ASYNC_MAX_CLIENTS;
 
 /// Where the OLED goes, as the `--display` option spells it: `auto`, `terminal`, `none` or
 /// `png:PATH`.
@@ -52,6 +60,23 @@ impl FromStr for DisplayMode {
 /// The environment variable the examples take their display from, spelled as `--display`:
 /// `ECHO_DISPLAY=png:oled.png cargo run --example tcp_server`.
 pub const DISPLAY_VARIABLE: &str = "ECHO_DISPLAY";
+
+/// The server the example clients connect to, from the program's first argument (see
+/// [`server_address`]).
+pub fn server_from_args() -> Result<SocketAddr, AddrParseError> {
+    server_address(std::env::args().nth(1).as_deref())
+}
+
+/// `IP` (on the tutorial's port 5001) or `IP:PORT`; `127.0.0.1:5001` for `None`.
+pub fn server_address(text: Option<&str>) -> Result<SocketAddr, AddrParseError> {
+    match text {
+        Some(address) => match address.parse::<IpAddr>() {
+            Ok(ip) => Ok(SocketAddr::new(ip, DEFAULT_PORT)),
+            Err(_) => address.parse(),
+        },
+        None => Ok(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), DEFAULT_PORT)),
+    }
+}
 
 impl DisplayMode {
     /// The mode [`DISPLAY_VARIABLE`] names; [`DisplayMode::Auto`] when it is not set.
@@ -97,8 +122,10 @@ impl Display {
     }
 }
 
-/// The host board: network, clock and display, and [`run`](Self::run), the loop that runs an
-/// echo role with its screen.
+/// The host board: network, clock and display, and `run`, the loop that runs an echo role
+/// with its screen, on either engine: the non-blocking roles on a [`StdStack`]
+/// ([`Board::run`]), the async roles on an [`AsyncStack`] ([`Board<AsyncStack>::run`], and
+/// [`Board::serve`] for a server whose client count is chosen at run time).
 ///
 /// ```no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -114,34 +141,102 @@ impl Display {
 /// # }
 /// ```
 #[derive(Debug)]
-pub struct Board {
-    stack: StdStack,
+pub struct Board<S = StdStack> {
+    stack: S,
+    oled: Oled,
+    clock: StdClock,
+    stop: Arc<StopSignal>,
+}
+
+/// The board's OLED as the loops show it: the display, the picture, and the pace.
+#[derive(Debug)]
+struct Oled {
     display: Display,
     frame: FrameBuffer,
-    origin: Instant,
     limit: RateLimit,
     /// When a picture held back by the rate limit is due.
     redraw_at: Option<Instant>,
-    stop: Arc<AtomicBool>,
 }
 
-/// Stops a [`Board::run`] from another thread (a signal handler's, say).
+/// Stops a board's `run` from another thread (a signal handler's, say).
 #[derive(Clone, Debug)]
 pub struct Stopper {
-    stop: Arc<AtomicBool>,
-    notifier: Notifier,
+    signal: Arc<StopSignal>,
+    /// The non-blocking loop's wake-up; `None` for the async run, woken through its waker.
+    notifier: Option<Notifier>,
 }
 
 impl Stopper {
     /// Makes the loop close everything and return, at once if it is waiting.
+    ///
+    /// For the non-blocking loop this stores an atomic and notifies the stack's poller. The
+    /// async run is woken through its executor's waker, behind a lock: call it from a thread
+    /// (as `echo-std`'s signal thread does), not from inside a signal handler
+    /// ([`is_signal_safe`](Self::is_signal_safe)).
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // A failed wake-up only delays the stop until the loop's next turn.
-        let _ = self.notifier.notify();
+        match &self.notifier {
+            Some(notifier) => {
+                self.signal.stopped.store(true, Ordering::SeqCst);
+                // A failed wake-up only delays the stop until the loop's next turn.
+                let _ = notifier.notify();
+            }
+            None => self.signal.stop(),
+        }
+    }
+
+    /// Whether [`stop`](Self::stop) may be called from inside a signal handler: true for the
+    /// non-blocking loop's stopper, false for the async run's.
+    pub fn is_signal_safe(&self) -> bool {
+        self.notifier.is_some()
     }
 }
 
-/// Why [`Board::run`] returned early.
+/// The stop a [`Stopper`] sends, and the waker of the async run's stop future.
+#[derive(Debug, Default)]
+struct StopSignal {
+    stopped: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl StopSignal {
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        if let Some(waker) = self.waker().as_ref() {
+            waker.wake_by_ref();
+        }
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Wakes `waker` on [`stop`](Self::stop) (instead of the one set before).
+    fn wake(&self, waker: &Waker) {
+        let mut slot = self.waker();
+        if !slot.as_ref().is_some_and(|set| set.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+
+    /// Completes once stopped.
+    async fn stopped(&self) {
+        poll_fn(|cx| {
+            self.wake(cx.waker());
+            match self.is_stopped() {
+                true => Poll::Ready(()),
+                false => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    fn waker(&self) -> std::sync::MutexGuard<'_, Option<Waker>> {
+        // A panic while the lock was held left nothing half-changed: an `Option` was replaced.
+        self.waker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Why a board's `run` returned early.
 #[derive(Debug)]
 pub enum RunError {
     /// The role gave up: the client's last allowed connection attempt failed.
@@ -161,62 +256,71 @@ impl fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
-impl Board {
-    /// A board with this network stack and display.
-    pub fn new(stack: StdStack, display: Display) -> Self {
+impl<S> Board<S> {
+    /// A board with this network stack ([`StdStack`] or [`AsyncStack`]) and display.
+    pub fn new(stack: S, display: Display) -> Self {
         Self {
             stack,
-            display,
-            frame: FrameBuffer::new(),
-            origin: Instant::now(),
-            limit: RateLimit::new(DEFAULT_FRAME_INTERVAL),
-            redraw_at: None,
-            stop: Arc::new(AtomicBool::new(false)),
+            oled: Oled {
+                display,
+                frame: FrameBuffer::new(),
+                limit: RateLimit::new(DEFAULT_FRAME_INTERVAL),
+                redraw_at: None,
+            },
+            clock: StdClock::new(),
+            stop: Arc::new(StopSignal::default()),
         }
     }
 
     /// Redraws the display at most once per `interval` (default
     /// [`DEFAULT_FRAME_INTERVAL`]: 20 frames a second).
     pub fn with_frame_interval(mut self, interval: Duration) -> Self {
-        self.limit = RateLimit::new(interval);
+        self.oled.limit = RateLimit::new(interval);
         self
     }
 
-    /// The network stack, for the echo role's `poll`.
-    pub fn stack(&mut self) -> &mut StdStack {
+    /// The network stack, for the echo role.
+    pub fn stack(&mut self) -> &mut S {
         &mut self.stack
     }
 
     /// The display.
     pub fn display(&self) -> &Display {
-        &self.display
+        &self.oled.display
     }
 
     /// Whether there is a display to show the screen on (else updating it is wasted work).
     pub fn has_display(&self) -> bool {
-        !matches!(self.display, Display::None)
+        self.oled.is_shown()
+    }
+
+    /// The board's clock: time since the board was created.
+    pub fn clock(&self) -> &StdClock {
+        &self.clock
     }
 
     /// The board's clock for the echo roles: time since the board was created.
     pub fn now(&self) -> echo::Instant {
-        self.to_echo(Instant::now())
+        self.clock.now()
     }
 
     /// Converts an instant of the board's clock back to std time.
+    ///
+    /// # Panics
+    /// Past what std time can hold.
     pub fn to_std(&self, instant: echo::Instant) -> Instant {
-        self.origin + Duration::from_micros(instant.as_micros())
+        self.clock
+            .to_std(instant)
+            .expect("an instant std time can hold")
     }
+}
 
-    fn to_echo(&self, instant: Instant) -> echo::Instant {
-        let micros = instant.saturating_duration_since(self.origin).as_micros();
-        echo::Instant::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
-    }
-
+impl Board<StdStack> {
     /// A handle that stops [`run`](Self::run) from another thread.
     pub fn stopper(&self) -> Stopper {
         Stopper {
-            stop: Arc::clone(&self.stop),
-            notifier: self.stack.notifier(),
+            signal: Arc::clone(&self.stop),
+            notifier: Some(self.stack.notifier()),
         }
     }
 
@@ -242,7 +346,7 @@ impl Board {
     {
         let shows_screen = self.has_display();
         let mut outcome = Ok(());
-        while !role.is_finished() && !self.stop.load(Ordering::SeqCst) {
+        while !role.is_finished() && !self.stop.is_stopped() {
             let now = self.now();
             let mut flow = ControlFlow::Continue(());
             let polled = role.poll(&mut self.stack, now, |event| {
@@ -266,7 +370,8 @@ impl Board {
                 break;
             }
             // The counters (a look at every slot) only when a summary is drawn.
-            self.show(screen, || summary(role.stats()))
+            self.oled
+                .show(screen, || summary(role.stats()))
                 .map_err(|e| RunError::Board(Error::new("show the display", e)))?;
             if !progress {
                 self.wait_until(role.next_deadline())
@@ -278,20 +383,38 @@ impl Board {
             screen.update(&event);
         });
         let stats = role.stats();
-        self.finish(screen, || summary(stats))
+        self.oled
+            .finish(screen, || summary(stats))
             .map_err(|e| RunError::Board(Error::new("show the display", e)))?;
         outcome
     }
 
+    /// Sleeps until the network has something for the role, a held-back picture is due, or
+    /// the board's clock reads `deadline`. Call it when a `poll` made no progress.
+    fn wait_until(&mut self, deadline: Option<echo::Instant>) -> Result<(), Error> {
+        let due = match (deadline.map(|d| self.to_std(d)), self.oled.redraw_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let timeout = due.map(|due| due.saturating_duration_since(Instant::now()));
+        self.stack.wait(timeout).map(drop)
+    }
+}
+
+impl Oled {
+    fn is_shown(&self) -> bool {
+        !matches!(self.display, Display::None)
+    }
+
     /// Shows what changed on `screen` (and the `summary` line, in a terminal) if the rate
-    /// limit allows a redraw now; otherwise remembers to try again, and
-    /// [`wait_until`](Self::wait_until) wakes up for it. `summary` is only called when drawing. Never waits.
+    /// limit allows a redraw now; otherwise remembers to try again (`redraw_at`), when the
+    /// loop wakes up for it. `summary` is only called when drawing. Never waits.
     fn show<L: Layout>(
         &mut self,
         screen: &mut Screen<L>,
         summary: impl FnOnce() -> String,
     ) -> io::Result<()> {
-        if matches!(self.display, Display::None) {
+        if !self.is_shown() {
             return Ok(());
         }
         let now = Instant::now();
@@ -329,17 +452,6 @@ impl Board {
             Display::Png(png) => png.show(&self.frame),
         }
     }
-
-    /// Sleeps until the network has something for the role, a held-back picture is due, or
-    /// the board's clock reads `deadline`. Call it when a `poll` made no progress.
-    fn wait_until(&mut self, deadline: Option<echo::Instant>) -> Result<(), Error> {
-        let due = match (deadline.map(|d| self.to_std(d)), self.redraw_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let timeout = due.map(|due| due.saturating_duration_since(Instant::now()));
-        self.stack.wait(timeout).map(drop)
-    }
 }
 
 /// The live summary under the terminal picture: clients, bytes in and out.
@@ -368,10 +480,10 @@ fn bytes(count: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use echo::{ClientConfig, EchoClient, EchoServer, ServerConfig, Slot};
-    use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+    use std::net::{TcpListener, TcpStream};
     use std::sync::mpsc;
     use std::thread;
 
@@ -389,6 +501,19 @@ mod tests {
             .parse::<DisplayMode>()
             .unwrap_err()
             .contains("png:PATH"));
+    }
+
+    #[test]
+    fn a_server_address_is_an_ip_on_port_5001_or_an_ip_and_port() {
+        let local = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        assert_eq!(server_address(None), Ok(local(5001)));
+        assert_eq!(server_address(Some("127.0.0.1")), Ok(local(5001)));
+        assert_eq!(server_address(Some("127.0.0.1:6000")), Ok(local(6000)));
+        assert_eq!(
+            server_address(Some("::1")).map(|a| a.port()),
+            Ok(DEFAULT_PORT)
+        );
+        assert!(server_address(Some("board.local")).is_err());
     }
 
     #[test]
@@ -421,7 +546,7 @@ mod tests {
             DisplayMode::Png(path.clone()).open(),
         );
         let mut screen = Screen::server();
-        board.show(&mut screen, String::new).unwrap();
+        board.oled.show(&mut screen, String::new).unwrap();
         assert!(!screen.is_dirty(), "drawn");
         let written = std::fs::read(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
@@ -440,51 +565,61 @@ mod tests {
         Board::new(stack, Display::None)
     }
 
-    #[test]
-    fn run_echoes_until_told_to_stop_then_closes_every_connection() {
+    /// A client that pings the server at the address sent on the channel once it listens;
+    /// what it got back before the close, and after.
+    pub(super) fn pinging_client() -> (mpsc::Sender<SocketAddr>, thread::JoinHandle<Vec<u8>>) {
         use std::io::{Read, Write};
-        let mut board = loopback_board();
-        let mut slots = [const { Slot::new() }; 2];
-        let mut buffer = [0; 2 * 64];
-        let config = ServerConfig::new().with_port(0);
-        let mut server = EchoServer::new(config, &mut slots, &mut buffer);
-        let (address, client) = mpsc::channel();
+        let (address, listening) = mpsc::channel();
         let client = thread::spawn(move || {
-            let address: SocketAddr = client.recv().unwrap();
+            let address: SocketAddr = listening.recv().unwrap();
             let mut stream = TcpStream::connect(address).unwrap();
             stream
                 .set_read_timeout(Some(Duration::from_secs(10)))
                 .unwrap();
             stream.write_all(b"ping").unwrap();
-            let mut echoed = [0; 4];
-            stream.read_exact(&mut echoed).unwrap();
-            let mut rest = Vec::new();
-            stream.read_to_end(&mut rest).unwrap();
-            (echoed, rest)
+            let mut received = Vec::new();
+            stream.read_to_end(&mut received).unwrap();
+            received
         });
+        (address, client)
+    }
+
+    /// Runs a server on `board` with `run` until its first echo: each event's name is added to
+    /// `seen`, and the server stops (it closes the connection) once the echo went out.
+    pub(super) fn serve_one_ping(
+        run: impl FnOnce(&mut dyn FnMut(&Event<'_, Error>) -> ControlFlow<()>) -> Result<(), RunError>,
+    ) {
+        let (address, client) = pinging_client();
         let mut seen = Vec::new();
-        board
-            .run(&mut server, &mut Screen::server(), |event| {
-                seen.push(
-                    format!("{event:?}")
-                        .split([' ', '{'])
-                        .next()
-                        .unwrap()
-                        .to_string(),
-                );
-                match event {
-                    Event::Listening { local } => address.send(*local).unwrap(),
-                    // Stop once the echo went out: the client has it, then sees the close.
-                    Event::Received { .. } => return ControlFlow::Break(()),
-                    _ => {}
-                }
-                ControlFlow::Continue(())
-            })
-            .unwrap();
-        let (echoed, rest) = client.join().unwrap();
-        assert_eq!(&echoed, b"ping");
-        assert!(rest.is_empty(), "closed after the echo");
+        run(&mut |event| {
+            seen.push(
+                format!("{event:?}")
+                    .split([' ', '{'])
+                    .next()
+                    .unwrap()
+                    .to_string(),
+            );
+            match event {
+                Event::Listening { local } => address.send(*local).unwrap(),
+                // Stop once the echo went out: the client has it, then sees the close.
+                Event::Received { .. } => return ControlFlow::Break(()),
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(client.join().unwrap(), b"ping", "the echo, then the close");
         assert_eq!(seen, ["Listening", "Opened", "Received", "Closed"]);
+    }
+
+    #[test]
+    fn run_echoes_until_told_to_stop_then_closes_every_connection() {
+        let mut board = loopback_board();
+        let mut slots = [const { Slot::new() }; 2];
+        let mut buffer = [0; 2 * 64];
+        let config = ServerConfig::new().with_port(0);
+        let mut server = EchoServer::new(config, &mut slots, &mut buffer);
+        serve_one_ping(|on_event| board.run(&mut server, &mut Screen::server(), on_event));
         assert!(server.is_finished(), "run shut the server down");
     }
 
@@ -495,39 +630,53 @@ mod tests {
         let mut buffer = [0; 64];
         let config = ServerConfig::new().with_port(0);
         let mut server = EchoServer::new(config, &mut slots, &mut buffer);
-        let stopper = board.stopper();
+        stops_when_told(board.stopper(), || {
+            board.run(&mut server, &mut Screen::server(), |_| {
+                ControlFlow::Continue(())
+            })
+        });
+        assert!(server.is_finished());
+    }
+
+    /// Runs `run`, a run that would wait forever, while another thread stops it through
+    /// `stopper` after 200 ms: it must return then, and no later than 5 s.
+    pub(super) fn stops_when_told(stopper: Stopper, run: impl FnOnce() -> Result<(), RunError>) {
         let stopping = thread::spawn(move || {
             thread::sleep(Duration::from_millis(200));
             stopper.stop();
         });
         let started = Instant::now();
-        board
-            .run(&mut server, &mut Screen::server(), |_| {
-                ControlFlow::Continue(())
-            })
-            .unwrap();
+        run().unwrap();
         stopping.join().unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(200));
         assert!(started.elapsed() < Duration::from_secs(5));
-        assert!(server.is_finished());
     }
 
-    #[test]
-    fn a_client_that_gives_up_is_a_role_error() {
-        let mut board = loopback_board();
+    /// An address where nobody listens.
+    pub(super) fn closed_port() -> SocketAddr {
         let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let remote = closed.local_addr().unwrap();
-        drop(closed);
-        let mut buffer = [0; 64];
-        let mut client = EchoClient::new(ClientConfig::new(remote), &mut buffer);
-        let error = board
-            .run(&mut client, &mut Screen::client(), |_| {
-                ControlFlow::Continue(())
-            })
-            .unwrap_err();
+        closed.local_addr().unwrap()
+    }
+
+    /// What a client's run must return when it cannot connect to `remote`.
+    pub(super) fn assert_gave_up(outcome: Result<(), RunError>, remote: SocketAddr) {
+        let error = outcome.unwrap_err();
         assert!(
             matches!(error, RunError::Role(echo::Error::Connect { .. })),
             "{error:?}"
         );
         assert!(error.to_string().contains(&remote.to_string()), "{error}");
+    }
+
+    #[test]
+    fn a_client_that_gives_up_is_a_role_error() {
+        let mut board = loopback_board();
+        let remote = closed_port();
+        let mut buffer = [0; 64];
+        let mut client = EchoClient::new(ClientConfig::new(remote), &mut buffer);
+        let outcome = board.run(&mut client, &mut Screen::client(), |_| {
+            ControlFlow::Continue(())
+        });
+        assert_gave_up(outcome, remote);
     }
 }

@@ -78,6 +78,15 @@ impl TcpError for Error {
     }
 }
 
+/// For the async stack ([`AsyncStack`](crate::AsyncStack)): the `io::Error`'s kind, so that
+/// the async echo roles tell a vanished peer (reset, aborted, broken pipe, not connected) from
+/// a local failure.
+impl echo::asynch::embedded_io_async::Error for Error {
+    fn kind(&self) -> echo::asynch::embedded_io_async::ErrorKind {
+        self.source.kind().into()
+    }
+}
+
 impl From<Error> for io::Error {
     fn from(error: Error) -> Self {
         io::Error::new(error.source.kind(), error.to_string())
@@ -115,6 +124,15 @@ mod tests {
             assert_eq!(copy.kind(), error.kind());
             assert_eq!(copy.io_error().kind(), error.io_error().kind());
         }
+    }
+
+    #[test]
+    fn async_kinds_are_the_io_kinds() {
+        use echo::asynch::embedded_io_async::{Error as AsyncError, ErrorKind};
+        let reset = Error::new("receive", io::ErrorKind::ConnectionReset.into());
+        assert_eq!(AsyncError::kind(&reset), ErrorKind::ConnectionReset);
+        let refused = Error::new("connect", io::ErrorKind::ConnectionRefused.into());
+        assert_eq!(AsyncError::kind(&refused), ErrorKind::ConnectionRefused);
     }
 
     #[test]

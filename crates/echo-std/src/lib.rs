@@ -3,12 +3,18 @@
 //! - [`StdStack`] ([`stack`]): embedded-nal's `TcpClientStack` + `TcpFullStack` over
 //!   non-blocking std sockets, with [`StdStack::wait`] so a poll loop sleeps on socket
 //!   readiness instead of spinning.
-//! - [`Error`] ([`error`]): the stack's error, an `io::Error` with what was being done.
+//! - [`AsyncStack`] ([`asynch`]): the same sockets for the async echo roles
+//!   ([`echo::asynch`]): edge-nal's `TcpBind`/`TcpAccept` with an acceptor of its own,
+//!   `BindAddress`, embedded-nal-async's `TcpConnect`, on async-io.
+//! - [`Error`] ([`error`]): both stacks' error, an `io::Error` with what was being done.
+//! - [`StdClock`]: the board's clock, and the async roles' `Clock` on async-io's timers.
 //! - [`display`]: the 128x64 OLED on a PC: a [`FrameBuffer`](display::FrameBuffer) to draw
 //!   on, shown in the terminal ([`TerminalDisplay`](display::TerminalDisplay)) or as a PNG
 //!   file ([`PngDisplay`](display::PngDisplay)).
 //! - [`Board`] ([`board`]): the host as the tutorial's board: stack, clock and display, and
-//!   [`Board::run`], the one loop that runs an echo role (server or client) on it.
+//!   `run`, the one loop that runs an echo role (server or client) on it, for each engine:
+//!   [`Board::run`] polls the non-blocking roles on a [`StdStack`], [`Board<AsyncStack>::run`]
+//!   drives the async roles ([`echo::asynch::AsyncRole`]) on async-io's executor.
 //! - [`ServerLoops`] ([`loops`]): the echo server as several such loops on threads, on one
 //!   port (a [`SharedListener`] hands each client to the loop serving the fewest), with one
 //!   display.
@@ -20,6 +26,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod asynch;
 pub mod board;
 #[cfg(feature = "check")]
 pub mod check;
@@ -28,7 +35,13 @@ pub mod error;
 pub mod loops;
 pub mod stack;
 
-pub use board::{Board, Display, DisplayMode, RunError, Stopper};
+mod clock;
+
+pub use asynch::AsyncStack;
+pub use board::{
+    server_from_args, Board, Display, DisplayMode, RunError, Stopper, ASYNC_MAX_CLIENTS,
+};
+pub use clock::StdClock;
 pub use error::Error;
 pub use loops::{LoopsConfig, ServerLoops};
 pub use stack::{Notifier, SharedListener, StdStack, TcpSocket};

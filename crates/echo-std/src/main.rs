@@ -7,14 +7,16 @@ use std::ops::ControlFlow;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use echo::asynch::AsyncEchoClient;
 use echo::{
     Backoff, ClientConfig, CloseReason, EchoClient, EchoServer, Event, Reconnect, Screen,
     ServerConfig, Slot, DEFAULT_BUFFER_SIZE, DEFAULT_GREETING, DEFAULT_MAX_CLIENTS, DEFAULT_PORT,
 };
 use echo_std::stack::{DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT};
 use echo_std::{
-    Board, Display, DisplayMode, LoopsConfig, RunError, ServerLoops, StdStack, Stopper,
+    AsyncStack, Board, Display, DisplayMode, LoopsConfig, RunError, ServerLoops, StdStack, Stopper,
+    ASYNC_MAX_CLIENTS,
 };
 use log::{debug, error, info, trace, warn};
 
@@ -43,6 +45,9 @@ enum Command {
 #[derive(Args, Debug)]
 #[command(args_override_self = true)]
 struct ServerArgs {
+    /// What runs the echo (the async server serves at most 64 clients at once).
+    #[arg(long, value_enum, default_value_t = Engine::Nb)]
+    engine: Engine,
     /// Local address to listen on.
     #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
     bind: IpAddr,
@@ -75,6 +80,9 @@ struct ServerArgs {
 #[derive(Args, Debug)]
 #[command(args_override_self = true)]
 struct ClientArgs {
+    /// What runs the echo.
+    #[arg(long, value_enum, default_value_t = Engine::Nb)]
+    engine: Engine,
     /// The server's name or address.
     #[arg(long)]
     host: String,
@@ -99,6 +107,15 @@ struct ClientArgs {
     display: DisplayMode,
 }
 
+/// The two ways the host board runs the echo core: same behaviour, same output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Engine {
+    /// The non-blocking roles polled in one loop on the poller-backed stack.
+    Nb,
+    /// The async roles (echo::asynch) on async-io's executor.
+    Async,
+}
+
 fn seconds(text: &str) -> Result<Duration, String> {
     let seconds: f64 = text
         .parse()
@@ -117,6 +134,36 @@ type EchoError = echo::Error<echo_std::Error>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Server(args) = &cli.command {
+        if args.engine == Engine::Async && args.threads > 1 {
+            let mut command = Cli::command();
+            command.build();
+            command
+                .find_subcommand_mut("server")
+                .expect("the server subcommand")
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "--threads: the async engine runs one loop (--engine nb runs several)",
+                )
+                .exit();
+        }
+        if args.engine == Engine::Async && args.max_clients > ASYNC_MAX_CLIENTS {
+            let mut command = Cli::command();
+            command.build();
+            command
+                .find_subcommand_mut("server")
+                .expect("the server subcommand")
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!(
+                        "--max-clients {}: the async engine serves at most {ASYNC_MAX_CLIENTS} \
+                         clients at once (--engine nb has no such limit)",
+                        args.max_clients
+                    ),
+                )
+                .exit();
+        }
+    }
     let display = match &cli.command {
         Command::Server(args) => args.display.open(),
         Command::Client(args) => args.display.open(),
@@ -151,16 +198,31 @@ fn start_logging(display: &Display) {
 
 /// Stops the board's loop on SIGINT or SIGTERM: it closes every connection and returns.
 ///
-/// The handler runs in the signal itself, not on a thread of its own as the `ctrlc` crate's
-/// does: a process of one thread takes the kernel's and the C library's single-threaded
-/// paths on every system call (no file reference counting in `fdget`, no cancellation
-/// bookkeeping around `recv` and `send`), about 6% of the one loop's CPU at loopback speed.
+/// The non-blocking loop's stop is handled in the signal itself, not on a thread of its own
+/// as the `ctrlc` crate's is: a process of one thread takes the kernel's and the C library's
+/// single-threaded paths on every system call (no file reference counting in `fdget`, no
+/// cancellation bookkeeping around `recv` and `send`), about 6% of the one loop's CPU at
+/// loopback speed. The async run's stop takes a lock (see [`Stopper::stop`]): a thread
+/// waits for the signals and stops it.
 fn stop_on_signals(stopper: Stopper) {
     use signal_hook::consts::{SIGINT, SIGTERM};
+    if !stopper.is_signal_safe() {
+        match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+            Ok(mut signals) => {
+                std::thread::spawn(move || {
+                    for _ in signals.forever() {
+                        stopper.stop();
+                    }
+                });
+            }
+            Err(e) => warn!("cannot handle SIGINT/SIGTERM: {e}"),
+        }
+        return;
+    }
     for signal in [SIGINT, SIGTERM] {
         let stopper = stopper.clone();
-        // SAFETY: `Stopper::stop` stores an atomic and writes an eventfd (mio's `Waker`):
-        // async-signal-safe, no allocation, no lock.
+        // SAFETY: `Stopper::stop` of the non-blocking loop stores an atomic and writes an
+        // eventfd (mio's `Waker`): async-signal-safe, no allocation, no lock.
         #[allow(unsafe_code)]
         let registered =
             unsafe { signal_hook::low_level::register(signal, move || stopper.stop()) };
@@ -176,6 +238,9 @@ fn serve(args: ServerArgs, display: Display) -> Result<(), String> {
             "--threads {} is more than --max-clients {}: every loop needs a client slot",
             args.threads, args.max_clients
         ));
+    }
+    if args.engine == Engine::Async {
+        return serve_async(args, display);
     }
     let stack = || {
         StdStack::new().map(|stack| {
@@ -194,28 +259,8 @@ fn serve(args: ServerArgs, display: Display) -> Result<(), String> {
     let report_received = !matches!(display, Display::None) || log::log_enabled!(log::Level::Trace);
     let mut board = Board::new(stack().map_err(|e| e.to_string())?, display);
     stop_on_signals(board.stopper());
-    let mut listening = false;
-    let mut cannot_listen = None;
-    let mut on_event = |event: &Event<'_, echo_std::Error>| {
-        log_event(event, "from");
-        match event {
-            // Several loops each say it: the first is the line.
-            Event::Listening { local } if !listening => {
-                listening = true;
-                // Scripts wait for this line to know the port.
-                println!("listening on {local}");
-                let _ = std::io::stdout().flush();
-            }
-            // Listening never worked: the address or port is wrong, not busy for a moment.
-            Event::ListenFailed { error, .. } if !listening => {
-                cannot_listen = Some(describe(error));
-                return ControlFlow::Break(());
-            }
-            _ => {}
-        }
-        ControlFlow::Continue(())
-    };
-
+    let mut events = ServerEvents::default();
+    let mut on_event = |event: &Event<'_, echo_std::Error>| events.on_event(event);
     if args.threads == 1 {
         let mut slots: Vec<Slot<_>> = (0..args.max_clients).map(|_| Slot::new()).collect();
         let mut buffer = vec![0u8; buffer_size];
@@ -235,16 +280,70 @@ fn serve(args: ServerArgs, display: Display) -> Result<(), String> {
         loops.take_failure().map_or(outcome, Err)
     }
     .map_err(|e| e.to_string())?;
-    cannot_listen.map_or(Ok(()), Err)
+    events.outcome()
+}
+
+/// `serve` on the async engine: the same options, output and exit status.
+fn serve_async(args: ServerArgs, display: Display) -> Result<(), String> {
+    let stack = AsyncStack::new()
+        .with_bind_address(args.bind)
+        .with_backlog(args.backlog);
+    let mut board = Board::new(stack, display);
+    stop_on_signals(board.stopper());
+    let config = ServerConfig::new()
+        .with_port(args.port)
+        .with_idle_timeout(args.idle_timeout);
+    let mut events = ServerEvents::default();
+    board
+        .serve(
+            config,
+            args.max_clients,
+            args.buffer,
+            &mut Screen::server(),
+            |event| events.on_event(event),
+        )
+        .map_err(|e| e.to_string())?;
+    events.outcome()
+}
+
+/// What the server's events mean to the program, whatever the engine.
+#[derive(Default)]
+struct ServerEvents {
+    listening: bool,
+    cannot_listen: Option<String>,
+}
+
+impl ServerEvents {
+    /// Logs `event`, prints the first listening address; breaks when listening never worked.
+    fn on_event(&mut self, event: &Event<'_, echo_std::Error>) -> ControlFlow<()> {
+        log_event(event, "from");
+        match event {
+            // Several loops (--threads) each say it: the first is the line.
+            Event::Listening { local } if !self.listening => {
+                self.listening = true;
+                // Scripts wait for this line to know the port.
+                println!("listening on {local}");
+                let _ = std::io::stdout().flush();
+            }
+            // Listening never worked: the address or port is wrong, not busy for a moment.
+            Event::ListenFailed { error, .. } if !self.listening => {
+                self.cannot_listen = Some(describe(error));
+                return ControlFlow::Break(());
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// How the program ends once the run returned.
+    fn outcome(self) -> Result<(), String> {
+        self.cannot_listen.map_or(Ok(()), Err)
+    }
 }
 
 fn connect(args: ClientArgs, display: Display) -> Result<(), String> {
     let remote = resolve(&args.host, args.port)?;
-    let stack = StdStack::new()
-        .map_err(|e| e.to_string())?
-        .with_connect_timeout(args.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT));
-    let mut board = Board::new(stack, display);
-    stop_on_signals(board.stopper());
+    let connect_timeout = args.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
     let reconnect = Reconnect::new()
         .with_max_retries(Some(args.retries))
         .with_backoff(Backoff::new(
@@ -257,10 +356,8 @@ fn connect(args: ClientArgs, display: Display) -> Result<(), String> {
         .with_connect_timeout(args.connect_timeout)
         .with_reconnect((args.retries > 0).then_some(reconnect));
     let mut buffer = vec![0u8; args.buffer];
-    let mut client = EchoClient::new(config, &mut buffer);
     let mut ended = Ok(());
-
-    let outcome = board.run(&mut client, &mut Screen::client(), |event| {
+    let on_event = |event: &Event<'_, echo_std::Error>| {
         log_event(event, "to");
         if let Event::Closed { reason, .. } = event {
             ended = match reason {
@@ -270,7 +367,27 @@ fn connect(args: ClientArgs, display: Display) -> Result<(), String> {
             };
         }
         ControlFlow::Continue(())
-    });
+    };
+    let outcome = match args.engine {
+        Engine::Nb => {
+            let stack = StdStack::new()
+                .map_err(|e| e.to_string())?
+                .with_connect_timeout(connect_timeout);
+            let mut board = Board::new(stack, display);
+            stop_on_signals(board.stopper());
+            let mut client = EchoClient::new(config, &mut buffer);
+            board.run(&mut client, &mut Screen::client(), on_event)
+        }
+        Engine::Async => {
+            let mut board = Board::new(
+                AsyncStack::new().with_connect_timeout(connect_timeout),
+                display,
+            );
+            stop_on_signals(board.stopper());
+            let mut client = AsyncEchoClient::new(config, &mut buffer);
+            board.run(&mut client, &mut Screen::client(), on_event)
+        }
+    };
     match outcome {
         Ok(()) => ended,
         Err(RunError::Role(e)) => Err(describe(&e)),
@@ -389,12 +506,20 @@ mod tests {
         assert_eq!(args.idle_timeout, Some(Duration::from_millis(1500)));
         assert_eq!(args.display, DisplayMode::Png("/tmp/x.png".into()));
         assert_eq!(args.threads, 2);
+        assert_eq!(args.engine, Engine::Nb, "the default engine");
         let cli = Cli::try_parse_from(["echo-std", "client", "--host", "localhost"]).unwrap();
         let Command::Client(args) = cli.command else {
             panic!("not the client")
         };
         assert_eq!((args.port, args.retries, args.buffer), (5001, 0, 1024));
         assert_eq!(args.greeting, DEFAULT_GREETING);
+        let cli = Cli::try_parse_from(["echo-std", "client", "--host", "h", "--engine", "async"])
+            .unwrap();
+        let Command::Client(args) = cli.command else {
+            panic!("not the client")
+        };
+        assert_eq!(args.engine, Engine::Async);
+        assert!(Cli::try_parse_from(["echo-std", "server", "--engine", "tokio"]).is_err());
         assert!(
             Cli::try_parse_from(["echo-std", "client"]).is_err(),
             "--host is required"

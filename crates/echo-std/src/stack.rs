@@ -444,11 +444,7 @@ impl StdStack {
     /// address ([`own_address`]) in place of the unspecified one. What the screen shows as the
     /// tutorial's `IP:PORT` (through [`echo::LocalAddress`]).
     pub fn reachable_addr(&self, socket: &TcpSocket) -> Result<SocketAddr, Error> {
-        let local = self.local_addr(socket)?;
-        Ok(match local.ip().is_unspecified() {
-            true => SocketAddr::new(own_address(local.ip()), local.port()),
-            false => local,
-        })
+        self.local_addr(socket).map(reachable)
     }
 
     /// The peer of a connected socket.
@@ -697,7 +693,7 @@ fn register(poll: &Poll, state: &mut State, slot: usize) -> io::Result<()> {
     }
 }
 
-/// A non-blocking TCP socket of the family of `address`.
+/// A non-blocking TCP socket of `address`'s family.
 fn open(address: SocketAddr) -> io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(address),
@@ -710,18 +706,9 @@ fn open(address: SocketAddr) -> io::Result<Socket> {
 
 /// A listening socket on `address`.
 fn listening(address: SocketAddr, backlog: u32) -> io::Result<Socket> {
-    let socket = open(address)?;
-    bind(&socket, address)?;
+    let socket = bound(address)?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     Ok(socket)
-}
-
-fn bind(socket: &Socket, address: SocketAddr) -> io::Result<()> {
-    // Servers restarted right away must be able to bind again: other OSes than Windows keep
-    // the port in TIME_WAIT otherwise.
-    #[cfg(unix)]
-    socket.set_reuse_address(true)?;
-    socket.bind(&address.into())
 }
 
 fn unknown(socket: &TcpSocket) -> Error {
@@ -743,20 +730,50 @@ fn wrong_state(operation: String) -> Error {
 
 /// A std address, IPv4-mapped IPv6 shown as the IPv4 address it is.
 fn to_std(address: &SockAddr) -> SocketAddr {
-    address
-        .as_socket()
-        .map(unmapped)
-        .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))
+    match address.as_socket() {
+        Some(address) => unmapped(address),
+        None => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+    }
 }
 
-/// IPv4-mapped IPv6 shown as the IPv4 address it is.
-fn unmapped(address: SocketAddr) -> SocketAddr {
+/// `address`, an IPv4-mapped IPv6 one (a dual-stack listener's IPv4 peer) shown as the IPv4
+/// address it is.
+pub(crate) fn unmapped(address: SocketAddr) -> SocketAddr {
     match address {
         SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
             Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
             None => SocketAddr::V6(v6),
         },
         v4 => v4,
+    }
+}
+
+/// A non-blocking TCP socket bound to `address`, ready to listen: how both stacks' listeners
+/// start.
+pub(crate) fn bound(address: SocketAddr) -> io::Result<Socket> {
+    let socket = open(address)?;
+    // Servers restarted right away must be able to bind again: other OSes than Windows keep
+    // the port in TIME_WAIT otherwise.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    Ok(socket)
+}
+
+/// Makes a bound socket listen, queueing up to `backlog` connections not yet accepted.
+pub(crate) fn listen(socket: &Socket, backlog: u32) -> Result<(), Error> {
+    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+    socket
+        .listen(backlog)
+        .map_err(|e| Error::new(format!("listen with a backlog of {backlog}"), e))
+}
+
+/// Where clients reach a socket bound to `local`: this machine's own address
+/// ([`own_address`]) in place of the unspecified one.
+pub(crate) fn reachable(local: SocketAddr) -> SocketAddr {
+    match local.ip().is_unspecified() {
+        true => SocketAddr::new(own_address(local.ip()), local.port()),
+        false => local,
     }
 }
 
@@ -770,7 +787,7 @@ fn is_in_progress(error: &io::Error) -> bool {
 
 /// Errors of `accept` that concern one pending connection, not the listener: the next
 /// connection may be fine (see accept(2)).
-fn is_transient_accept_error(error: &io::Error) -> bool {
+pub(crate) fn is_transient_accept_error(error: &io::Error) -> bool {
     #[cfg(unix)]
     if error.raw_os_error() == Some(libc::EPROTO) {
         return true;
@@ -784,7 +801,7 @@ fn is_transient_accept_error(error: &io::Error) -> bool {
 }
 
 /// "3 s", "250 ms": durations the way a person writes them in an error message.
-fn human(duration: Duration) -> String {
+pub(crate) fn human(duration: Duration) -> String {
     if duration.subsec_millis() == 0 {
         format!("{} s", duration.as_secs())
     } else {
@@ -1065,8 +1082,7 @@ impl TcpFullStack for StdStack {
                 state
             }
             None => {
-                let os = open(address).map_err(|e| Error::new(operation(), e))?;
-                bind(&os, address).map_err(|e| Error::new(operation(), e))?;
+                let os = bound(address).map_err(|e| Error::new(operation(), e))?;
                 State::Bound(os)
             }
         };
@@ -1077,13 +1093,10 @@ impl TcpFullStack for StdStack {
     }
 
     fn listen(&mut self, socket: &mut TcpSocket) -> Result<(), Error> {
-        let backlog = i32::try_from(self.backlog).unwrap_or(i32::MAX);
         let entry = entry_mut(&mut self.sockets, socket)?;
         match &entry.state {
             State::Listening { shared: true, .. } => return Ok(()),
-            State::Bound(os) => os
-                .listen(backlog)
-                .map_err(|e| Error::new(format!("listen with a backlog of {backlog}"), e))?,
+            State::Bound(os) => listen(os, self.backlog)?,
             _ => return Err(wrong_state("listen".into())),
         }
         let State::Bound(os) = core::mem::replace(&mut entry.state, State::Unopened) else {
@@ -1339,7 +1352,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io::{Read as _, Write};
     use std::net::TcpStream;
     use std::thread;
@@ -1775,10 +1788,9 @@ mod tests {
         assert_eq!(again.io_error().kind(), io::ErrorKind::ConnectionRefused);
     }
 
-    #[test]
-    fn connect_times_out_when_the_listener_backlog_is_full() {
-        // A listener that never accepts: once its queue is full, Linux drops further SYNs and
-        // a connect stays in progress.
+    /// A listener that never accepts, its queue full: Linux drops further SYNs, and a connect
+    /// to its address stays in progress. Keep the three while connecting.
+    pub(crate) fn full_listener() -> (Socket, SocketAddr, Vec<TcpStream>) {
         let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         listener
             .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
@@ -1790,6 +1802,12 @@ mod tests {
             queued.push(stream);
             assert!(queued.len() < 16, "the listener queue never filled");
         }
+        (listener, address, queued)
+    }
+
+    #[test]
+    fn connect_times_out_when_the_listener_backlog_is_full() {
+        let (_listener, address, _queued) = full_listener();
         let mut stack = StdStack::new()
             .unwrap()
             .with_connect_timeout(Duration::from_millis(300));

@@ -13,6 +13,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
+
+for_each_engine! {
+    echo_std_server_passes_every_check_and_the_text_report_shows_it,
+    echo_std_server_passes_every_check_in_the_json_report,
+    a_server_with_fewer_slots_than_clients_fails_the_clients_check_only,
+    names_are_resolved_and_port_gives_the_port_host_has_not,
+    echo_std_client_passes_every_client_check_and_exits_0_when_it_ends,
+    another_greeting_is_expected_with_greeting,
+}
 use serde_json::Value;
 
 const SERVER_CHECKS: [&str; 13] = [
@@ -219,9 +228,8 @@ fn target(address: SocketAddr) -> String {
     address.to_string()
 }
 
-#[test]
-fn echo_std_server_passes_every_check_and_the_text_report_shows_it() {
-    let server = Server::start(&[]);
+fn echo_std_server_passes_every_check_and_the_text_report_shows_it(engine: Engine) {
+    let server = Server::start(engine, &[]);
     let output = check(&[&target(server.address)]);
     let stdout = String::from_utf8(output.stdout).unwrap();
     let stderr = String::from_utf8(output.stderr).unwrap();
@@ -255,9 +263,8 @@ fn echo_std_server_passes_every_check_and_the_text_report_shows_it() {
     server.stop();
 }
 
-#[test]
-fn echo_std_server_passes_every_check_in_the_json_report() {
-    let server = Server::start(&[]);
+fn echo_std_server_passes_every_check_in_the_json_report(engine: Engine) {
+    let server = Server::start(engine, &[]);
     let (status, report, stderr) = json_check(&[&target(server.address), "--bytes", "512K"]);
     assert_fails_exactly(status, &report, &SERVER_CHECKS, &[], &stderr);
     assert_eq!(report["version"], 1);
@@ -290,9 +297,8 @@ fn echo_std_server_passes_every_check_in_the_json_report() {
     server.stop();
 }
 
-#[test]
-fn a_server_with_fewer_slots_than_clients_fails_the_clients_check_only() {
-    let server = Server::start(&[]);
+fn a_server_with_fewer_slots_than_clients_fails_the_clients_check_only(engine: Engine) {
+    let server = Server::start(engine, &[]);
     let (status, report, stderr) =
         json_check(&[&target(server.address), "--clients", "4", "--timeout", "2"]);
     assert_fails_exactly(status, &report, &SERVER_CHECKS, &["clients"], &stderr);
@@ -428,8 +434,7 @@ fn nobody_listening_is_a_failed_short_line() {
     );
 }
 
-#[test]
-fn names_are_resolved_and_port_gives_the_port_host_has_not() {
+fn names_are_resolved_and_port_gives_the_port_host_has_not(engine: Engine) {
     let output = check(&["no-such-host.invalid"]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
@@ -437,7 +442,7 @@ fn names_are_resolved_and_port_gives_the_port_host_has_not() {
         stderr.starts_with("echo-std: cannot resolve no-such-host.invalid"),
         "{stderr}"
     );
-    let server = Server::start(&[]);
+    let server = Server::start(engine, &[]);
     let port = server.address.port().to_string();
     let (status, report, _) = json_check(&["localhost", "--port", &port, "--bytes", "64K"]);
     assert!(status.success(), "{report:#}");
@@ -542,10 +547,11 @@ impl ClientCheck {
     }
 }
 
-fn echo_std_client(address: SocketAddr, args: &[&str]) -> Child {
+fn echo_std_client(engine: Engine, address: SocketAddr, args: &[&str]) -> Child {
     Command::new(BIN)
         .args(["client", "--host", "127.0.0.1", "--port"])
         .arg(address.port().to_string())
+        .args(engine.args())
         .args(["--display", "none"])
         .args(args)
         .stdin(Stdio::null())
@@ -555,10 +561,9 @@ fn echo_std_client(address: SocketAddr, args: &[&str]) -> Child {
         .unwrap()
 }
 
-#[test]
-fn echo_std_client_passes_every_client_check_and_exits_0_when_it_ends() {
+fn echo_std_client_passes_every_client_check_and_exits_0_when_it_ends(engine: Engine) {
     let check = ClientCheck::start(&[]);
-    let mut client = echo_std_client(check.address, &[]);
+    let mut client = echo_std_client(engine, check.address, &[]);
     let (status, report, stderr) = check.finish();
     assert_fails_exactly(status, &report, &CLIENT_CHECKS, &[], &stderr);
     assert_eq!(report["mode"], "client");
@@ -571,10 +576,9 @@ fn echo_std_client_passes_every_client_check_and_exits_0_when_it_ends() {
     assert!(ended.success(), "the client ended with {ended}");
 }
 
-#[test]
-fn another_greeting_is_expected_with_greeting() {
+fn another_greeting_is_expected_with_greeting(engine: Engine) {
     let check = ClientCheck::start(&["--greeting", "hi board", "--bytes", "64K"]);
-    let mut client = echo_std_client(check.address, &["--greeting", "hi board"]);
+    let mut client = echo_std_client(engine, check.address, &["--greeting", "hi board"]);
     let (status, report, stderr) = check.finish();
     assert_fails_exactly(status, &report, &CLIENT_CHECKS, &[], &stderr);
     assert!(wait_for(&mut client, PATIENCE).success());

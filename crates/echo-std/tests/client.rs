@@ -10,10 +10,23 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn client(port: u16, args: &[&str]) -> Command {
+for_each_engine! {
+    greets_echoes_and_exits_zero_when_the_server_closes,
+    sends_the_tutorial_greeting_by_default,
+    cannot_connect_after_its_retries_is_a_one_line_error_and_a_failure,
+    retries_until_the_server_is_up,
+    a_connect_that_hangs_times_out,
+    a_reset_by_the_server_ends_the_client_and_any_failure_says_reset,
+    #[ignore = "needs socat (apt-get install socat); .ci/run installs it and runs this with --ignored"]
+    against_a_socat_server_it_greets_echoes_and_exits_zero,
+    an_unknown_host_is_a_one_line_error,
+}
+
+fn client(engine: Engine, port: u16, args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
     command
         .args(["client", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(engine.args())
         .args(["--display", "none"])
         .args(args)
         .stdin(Stdio::null())
@@ -55,10 +68,11 @@ fn read_exactly(stream: &mut TcpStream, len: usize) -> Vec<u8> {
     bytes
 }
 
-#[test]
-fn greets_echoes_and_exits_zero_when_the_server_closes() {
+fn greets_echoes_and_exits_zero_when_the_server_closes(engine: Engine) {
     let (listener, port) = test_server();
-    let child = client(port, &["--greeting", "hi board"]).spawn().unwrap();
+    let child = client(engine, port, &["--greeting", "hi board"])
+        .spawn()
+        .unwrap();
     let mut server = accept(&listener);
     assert_eq!(read_exactly(&mut server, 8), b"hi board");
     let data = random_bytes(512 << 10, 11);
@@ -77,10 +91,9 @@ fn greets_echoes_and_exits_zero_when_the_server_closes() {
     );
 }
 
-#[test]
-fn sends_the_tutorial_greeting_by_default() {
+fn sends_the_tutorial_greeting_by_default(engine: Engine) {
     let (listener, port) = test_server();
-    let child = client(port, &[]).spawn().unwrap();
+    let child = client(engine, port, &[]).spawn().unwrap();
     let mut server = accept(&listener);
     let greeting = b"hello MicroPython, I am TCP Client";
     assert_eq!(read_exactly(&mut server, greeting.len()), greeting);
@@ -88,11 +101,10 @@ fn sends_the_tutorial_greeting_by_default() {
     assert!(finish(child).status.success());
 }
 
-#[test]
-fn cannot_connect_after_its_retries_is_a_one_line_error_and_a_failure() {
+fn cannot_connect_after_its_retries_is_a_one_line_error_and_a_failure(engine: Engine) {
     let port = free_port();
     let started = Instant::now();
-    let output = finish(client(port, &["--retries", "2"]).spawn().unwrap());
+    let output = finish(client(engine, port, &["--retries", "2"]).spawn().unwrap());
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(
@@ -104,10 +116,9 @@ fn cannot_connect_after_its_retries_is_a_one_line_error_and_a_failure() {
     assert!(started.elapsed() >= Duration::from_millis(750));
 }
 
-#[test]
-fn retries_until_the_server_is_up() {
+fn retries_until_the_server_is_up(engine: Engine) {
     let port = free_port();
-    let child = client(port, &["--retries", "10", "--greeting", "late"])
+    let child = client(engine, port, &["--retries", "10", "--greeting", "late"])
         .spawn()
         .unwrap();
     thread::sleep(Duration::from_millis(400));
@@ -118,8 +129,7 @@ fn retries_until_the_server_is_up() {
     assert!(finish(child).status.success());
 }
 
-#[test]
-fn a_connect_that_hangs_times_out() {
+fn a_connect_that_hangs_times_out(engine: Engine) {
     // A listener that never accepts, with a full queue: the kernel ignores further SYNs.
     let listener =
         socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -135,7 +145,7 @@ fn a_connect_that_hangs_times_out() {
     }
     let started = Instant::now();
     let output = finish(
-        client(address.port(), &["--connect-timeout", "0.4"])
+        client(engine, address.port(), &["--connect-timeout", "0.4"])
             .spawn()
             .unwrap(),
     );
@@ -153,10 +163,9 @@ fn a_connect_that_hangs_times_out() {
     assert!(took < Duration::from_secs(4), "{took:?}");
 }
 
-#[test]
-fn a_reset_by_the_server_ends_the_client_and_any_failure_says_reset() {
+fn a_reset_by_the_server_ends_the_client_and_any_failure_says_reset(engine: Engine) {
     let (listener, port) = test_server();
-    let child = client(port, &["--greeting", "x"]).spawn().unwrap();
+    let child = client(engine, port, &["--greeting", "x"]).spawn().unwrap();
     let mut server = accept(&listener);
     assert_eq!(read_exactly(&mut server, 1), b"x");
     server.write_all(b"y").unwrap();
@@ -175,12 +184,11 @@ fn a_reset_by_the_server_ends_the_client_and_any_failure_says_reset() {
     }
 }
 
-#[test]
-#[ignore = "needs socat (apt-get install socat); .ci/run installs it and runs this with --ignored"]
-fn against_a_socat_server_it_greets_echoes_and_exits_zero() {
+fn against_a_socat_server_it_greets_echoes_and_exits_zero(engine: Engine) {
     let port = free_port();
     let greeting = "hello from the board";
-    let dir = std::env::temp_dir().join(format!("echo-std-socat-{}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("echo-std-socat-{engine:?}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let received = dir.join("received");
     // The server keeps the greeting, sends one line, then closes its side.
@@ -200,7 +208,7 @@ fn against_a_socat_server_it_greets_echoes_and_exits_zero() {
         .spawn()
         .unwrap();
     let output = finish(
-        client(port, &["--greeting", greeting, "--retries", "10"])
+        client(engine, port, &["--greeting", greeting, "--retries", "10"])
             .spawn()
             .unwrap(),
     );
@@ -212,16 +220,11 @@ fn against_a_socat_server_it_greets_echoes_and_exits_zero() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
-fn an_unknown_host_is_a_one_line_error() {
+fn an_unknown_host_is_a_one_line_error(engine: Engine) {
     let output = Command::new(BIN)
-        .args([
-            "client",
-            "--host",
-            "no-such-host.invalid",
-            "--display",
-            "none",
-        ])
+        .arg("client")
+        .args(engine.args())
+        .args(["--host", "no-such-host.invalid", "--display", "none"])
         .output()
         .unwrap();
     assert!(!output.status.success());

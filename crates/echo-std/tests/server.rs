@@ -10,9 +10,31 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-#[test]
-fn prints_the_real_port_first_and_echoes_mebibytes_of_random_binary_byte_exact() {
-    let server = Server::start(&[]);
+for_each_engine! {
+    prints_the_real_port_first_and_echoes_mebibytes_of_random_binary_byte_exact,
+    serves_several_clients_at_once,
+    a_silent_client_does_not_block_others,
+    a_peer_reset_mid_stream_ends_only_that_connection,
+    a_client_that_never_pauses_holds_up_neither_the_others_nor_the_stop,
+    half_close_gets_everything_echoed_then_eof,
+    a_slow_reader_loses_nothing,
+    invalid_and_split_utf8_is_echoed_as_is_and_the_server_lives_on,
+    clients_beyond_max_clients_wait_in_the_backlog_and_are_served_when_a_slot_frees,
+    idle_timeout_closes_quiet_connections_only,
+    sigterm_and_sigint_close_every_connection_and_exit_zero,
+    an_idle_server_sleeps,
+    a_port_in_use_is_a_one_line_error_and_a_failure,
+    png_display_shows_the_screen_and_is_never_half_written,
+    terminal_display_draws_half_blocks_and_a_summary_on_stderr,
+    display_auto_draws_nothing_when_stderr_is_not_a_terminal,
+    #[ignore = "needs socat (apt-get install socat); .ci/run installs it and runs this with --ignored"]
+    socat_as_a_client_gets_its_file_back,
+    #[ignore = "needs ncat (apt-get install ncat); .ci/run installs it and runs this with --ignored"]
+    ncat_as_a_client_gets_its_line_back,
+}
+
+fn prints_the_real_port_first_and_echoes_mebibytes_of_random_binary_byte_exact(engine: Engine) {
+    let server = Server::start(engine, &[]);
     assert_eq!(server.address.ip().to_string(), "127.0.0.1");
     assert_ne!(server.address.port(), 0);
     let data = random_bytes(4 << 20, 1);
@@ -21,9 +43,8 @@ fn prints_the_real_port_first_and_echoes_mebibytes_of_random_binary_byte_exact()
     server.stop();
 }
 
-#[test]
-fn serves_several_clients_at_once() {
-    let server = Server::start(&["--max-clients", "4", "--buffer", "4096"]);
+fn serves_several_clients_at_once(engine: Engine) {
+    let server = Server::start(engine, &["--max-clients", "4", "--buffer", "4096"]);
     let clients: Vec<_> = (0..4)
         .map(|seed| {
             let stream = server.connect();
@@ -40,9 +61,8 @@ fn serves_several_clients_at_once() {
     server.stop();
 }
 
-#[test]
-fn a_silent_client_does_not_block_others() {
-    let server = Server::start(&[]);
+fn a_silent_client_does_not_block_others(engine: Engine) {
+    let server = Server::start(engine, &[]);
     let _silent = server.connect();
     let mut greedy = server.connect();
     // One that sends and never reads its echo either.
@@ -58,9 +78,8 @@ fn a_silent_client_does_not_block_others() {
     server.stop();
 }
 
-#[test]
-fn a_peer_reset_mid_stream_ends_only_that_connection() {
-    let server = Server::start(&[]);
+fn a_peer_reset_mid_stream_ends_only_that_connection(engine: Engine) {
+    let server = Server::start(engine, &[]);
     let mut doomed = server.connect();
     let witness = server.connect();
     doomed.write_all(&random_bytes(1 << 20, 3)).unwrap();
@@ -77,18 +96,64 @@ fn a_peer_reset_mid_stream_ends_only_that_connection() {
     server.stop();
 }
 
-#[test]
-fn half_close_gets_everything_echoed_then_eof() {
-    let server = Server::start(&[]);
+fn a_client_that_never_pauses_holds_up_neither_the_others_nor_the_stop(engine: Engine) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let server = Server::start(engine, &[]);
+    // A peer that sends as fast as it can and reads its echo as fast: the server's reads
+    // and writes on it never have to wait.
+    let flood = server.connect();
+    // Room in flight, so that the server always finds data to read and room to write.
+    let socket = socket2::SockRef::from(&flood);
+    socket.set_send_buffer_size(4 << 20).unwrap();
+    socket.set_recv_buffer_size(4 << 20).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let mut writer = flood.try_clone().unwrap();
+    let writing = {
+        let done = Arc::clone(&done);
+        thread::spawn(move || {
+            let chunk = random_bytes(64 << 10, 9);
+            while !done.load(Ordering::Relaxed) && writer.write_all(&chunk).is_ok() {}
+        })
+    };
+    let mut reader = flood;
+    let reading = {
+        let done = Arc::clone(&done);
+        thread::spawn(move || {
+            let mut buffer = vec![0; 64 << 10];
+            while !done.load(Ordering::Relaxed)
+                && matches!(reader.read(&mut buffer), Ok(n) if n > 0)
+            {}
+        })
+    };
+    thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    assert_eq!(
+        echo_through(server.connect(), b"ping".to_vec(), false),
+        b"ping"
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "the echo took {took:?}");
+    let started = Instant::now();
+    server.stop();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "the stop took {took:?}");
+    done.store(true, Ordering::Relaxed);
+    writing.join().unwrap();
+    reading.join().unwrap();
+}
+
+fn half_close_gets_everything_echoed_then_eof(engine: Engine) {
+    let server = Server::start(engine, &[]);
     let data = random_bytes(2 << 20, 5);
     let echo = echo_through(server.connect(), data.clone(), true);
     assert_same_bytes(&echo, &data);
     server.stop();
 }
 
-#[test]
-fn a_slow_reader_loses_nothing() {
-    let server = Server::start(&[]);
+fn a_slow_reader_loses_nothing(engine: Engine) {
+    let server = Server::start(engine, &[]);
     let stream = server.connect();
     let data = random_bytes(8 << 20, 6);
     let mut writer = stream.try_clone().unwrap();
@@ -107,11 +172,13 @@ fn a_slow_reader_loses_nothing() {
     server.stop();
 }
 
-#[test]
-fn invalid_and_split_utf8_is_echoed_as_is_and_the_server_lives_on() {
-    let png = std::env::temp_dir().join(format!("echo-std-utf8-{}.png", std::process::id()));
+fn invalid_and_split_utf8_is_echoed_as_is_and_the_server_lives_on(engine: Engine) {
+    let png = std::env::temp_dir().join(format!(
+        "echo-std-utf8-{engine:?}-{}.png",
+        std::process::id()
+    ));
     let display = format!("png:{}", png.display());
-    let server = Server::start(&["--display", &display]);
+    let server = Server::start(engine, &["--display", &display]);
     let mut stream = server.connect();
     // "你" (e4 bd a0) split across writes, then bytes that are UTF-8 nowhere.
     let pieces: [&[u8]; 4] = [b"ni \xe4", b"\xbd", b"\xa0 ok", b" \xff\xfe\xc3("];
@@ -133,29 +200,57 @@ fn invalid_and_split_utf8_is_echoed_as_is_and_the_server_lives_on() {
     let _ = std::fs::remove_file(png);
 }
 
+fn clients_beyond_max_clients_wait_in_the_backlog_and_are_served_when_a_slot_frees(engine: Engine) {
+    // 9: the async server has no size of 9 slots, it holds 16 to 9 connections.
+    for max_clients in [1, 9] {
+        let server = Server::start(engine, &["--max-clients", &max_clients.to_string()]);
+        let mut served: Vec<_> = (0..max_clients).map(|_| server.connect()).collect();
+        for stream in &mut served {
+            stream.write_all(b"first").unwrap();
+            let mut echo = [0; 5];
+            stream.read_exact(&mut echo).unwrap();
+        }
+        let mut second = server.connect();
+        second.write_all(b"second").unwrap();
+        assert!(
+            stays_silent(&mut second, Duration::from_millis(400)),
+            "served beyond --max-clients {max_clients}"
+        );
+        drop(served.pop());
+        let mut echo = [0; 6];
+        second.read_exact(&mut echo).unwrap();
+        assert_eq!(&echo, b"second");
+        server.stop();
+    }
+}
+
+/// The async server's size is a constant: a count it was not built for is refused up front,
+/// in the way every other bad option is.
 #[test]
-fn clients_beyond_max_clients_wait_in_the_backlog_and_are_served_when_a_slot_frees() {
-    let server = Server::start(&["--max-clients", "1"]);
-    let mut first = server.connect();
-    first.write_all(b"first").unwrap();
-    let mut echo = [0; 5];
-    first.read_exact(&mut echo).unwrap();
-    let mut second = server.connect();
-    second.write_all(b"second").unwrap();
+fn more_clients_than_the_async_engine_serves_is_a_usage_error() {
+    let output = Command::new(BIN)
+        .args(["server", "--engine", "async", "--max-clients", "65"])
+        .args(["--port", "0", "--display", "none"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty(), "printed a listening line");
+    let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(
-        stays_silent(&mut second, Duration::from_millis(400)),
-        "served beyond --max-clients"
+        stderr.starts_with(
+            "error: --max-clients 65: the async engine serves at most 64 clients at once"
+        ),
+        "{stderr}"
     );
-    drop(first);
-    let mut echo = [0; 6];
-    second.read_exact(&mut echo).unwrap();
-    assert_eq!(&echo, b"second");
+    // 64 it serves.
+    let server = Server::start(Engine::Async, &["--max-clients", "64"]);
+    assert_eq!(echo_through(server.connect(), b"x".to_vec(), false), b"x");
     server.stop();
 }
 
-#[test]
-fn idle_timeout_closes_quiet_connections_only() {
-    let server = Server::start(&["--idle-timeout", "0.5"]);
+fn idle_timeout_closes_quiet_connections_only(engine: Engine) {
+    let server = Server::start(engine, &["--idle-timeout", "0.5"]);
     let mut quiet = server.connect();
     let mut chatty = server.connect();
     let started = Instant::now();
@@ -184,10 +279,9 @@ fn idle_timeout_closes_quiet_connections_only() {
     server.stop();
 }
 
-#[test]
-fn sigterm_and_sigint_close_every_connection_and_exit_zero() {
+fn sigterm_and_sigint_close_every_connection_and_exit_zero(engine: Engine) {
     for signal in [libc::SIGTERM, libc::SIGINT] {
-        let server = Server::start(&[]);
+        let server = Server::start(engine, &[]);
         let mut client = server.connect();
         assert_eq!(
             echo_through(client.try_clone().unwrap(), b"x".to_vec(), false),
@@ -200,9 +294,8 @@ fn sigterm_and_sigint_close_every_connection_and_exit_zero() {
     }
 }
 
-#[test]
-fn an_idle_server_sleeps() {
-    let server = Server::start(&["--idle-timeout", "60"]);
+fn an_idle_server_sleeps(engine: Engine) {
+    let server = Server::start(engine, &["--idle-timeout", "60"]);
     let _quiet = server.connect();
     assert_eq!(echo_through(server.connect(), b"x".to_vec(), false), b"x");
     thread::sleep(Duration::from_millis(200));
@@ -217,20 +310,13 @@ fn an_idle_server_sleeps() {
     server.stop();
 }
 
-#[test]
-fn a_port_in_use_is_a_one_line_error_and_a_failure() {
+fn a_port_in_use_is_a_one_line_error_and_a_failure(engine: Engine) {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
     let output = Command::new(BIN)
-        .args([
-            "server",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--display",
-            "none",
-        ])
+        .arg("server")
+        .args(engine.args())
+        .args(["--bind", "127.0.0.1", "--port", &port, "--display", "none"])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -244,13 +330,12 @@ fn a_port_in_use_is_a_one_line_error_and_a_failure() {
     );
 }
 
-#[test]
-fn png_display_shows_the_screen_and_is_never_half_written() {
-    let dir = std::env::temp_dir().join(format!("echo-std-png-{}", std::process::id()));
+fn png_display_shows_the_screen_and_is_never_half_written(engine: Engine) {
+    let dir = std::env::temp_dir().join(format!("echo-std-png-{engine:?}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("oled.png");
     let display = format!("png:{}", path.display());
-    let server = Server::start(&["--display", &display]);
+    let server = Server::start(engine, &["--display", &display]);
     let decode = || -> Option<Vec<u8>> {
         let bytes = std::fs::read(&path).ok()?;
         let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
@@ -302,9 +387,11 @@ fn png_display_shows_the_screen_and_is_never_half_written() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
-fn terminal_display_draws_half_blocks_and_a_summary_on_stderr() {
-    let server = Server::start(&["--display", "terminal"]);
+fn terminal_display_draws_half_blocks_and_a_summary_on_stderr(engine: Engine) {
+    let server = Server::start(engine, &["--display", "terminal"]);
+    // The first picture before the first client: the async engine draws between turns of its
+    // executor, and a client already waiting when it listens is served in that same turn.
+    thread::sleep(Duration::from_millis(100));
     assert_eq!(
         echo_through(server.connect(), b"hello".to_vec(), false),
         b"hello"
@@ -325,9 +412,8 @@ fn terminal_display_draws_half_blocks_and_a_summary_on_stderr() {
     );
 }
 
-#[test]
-fn display_auto_draws_nothing_when_stderr_is_not_a_terminal() {
-    let server = Server::start(&["--display", "auto"]);
+fn display_auto_draws_nothing_when_stderr_is_not_a_terminal(engine: Engine) {
+    let server = Server::start(engine, &["--display", "auto"]);
     assert_eq!(
         echo_through(server.connect(), b"hello".to_vec(), false),
         b"hello"
@@ -355,7 +441,10 @@ fn connected_ids(stderr: &str) -> Vec<u32> {
 
 #[test]
 fn threads_echo_byte_exact_across_loops_each_serving_its_share() {
-    let server = Server::start(&["--threads", "2", "--max-clients", "4", "--buffer", "4096"]);
+    let server = Server::start(
+        Engine::Nb,
+        &["--threads", "2", "--max-clients", "4", "--buffer", "4096"],
+    );
     let clients: Vec<_> = (0..4)
         .map(|seed| {
             let stream = server.connect();
@@ -378,7 +467,7 @@ fn threads_echo_byte_exact_across_loops_each_serving_its_share() {
 
 #[test]
 fn max_clients_is_the_total_over_all_loops() {
-    let server = Server::start(&["--threads", "2", "--max-clients", "3"]);
+    let server = Server::start(Engine::Nb, &["--threads", "2", "--max-clients", "3"]);
     let mut served: Vec<TcpStream> = (0..3).map(|_| server.connect()).collect();
     for (i, stream) in served.iter_mut().enumerate() {
         let message = format!("client {i}");
@@ -403,14 +492,17 @@ fn max_clients_is_the_total_over_all_loops() {
 
 #[test]
 fn threads_show_one_display_with_the_summary_of_all_loops() {
-    let server = Server::start(&[
-        "--threads",
-        "2",
-        "--max-clients",
-        "4",
-        "--display",
-        "terminal",
-    ]);
+    let server = Server::start(
+        Engine::Nb,
+        &[
+            "--threads",
+            "2",
+            "--max-clients",
+            "4",
+            "--display",
+            "terminal",
+        ],
+    );
     let clients: Vec<TcpStream> = (0..2).map(|_| server.connect()).collect();
     for client in &clients {
         assert_eq!(
@@ -434,7 +526,7 @@ fn threads_show_one_display_with_the_summary_of_all_loops() {
 
 #[test]
 fn sigterm_stops_every_loop_closing_every_connection_and_an_idle_server_sleeps() {
-    let server = Server::start(&["--threads", "3", "--max-clients", "6"]);
+    let server = Server::start(Engine::Nb, &["--threads", "3", "--max-clients", "6"]);
     let mut clients: Vec<TcpStream> = (0..3).map(|_| server.connect()).collect();
     for client in &clients {
         assert_eq!(
@@ -488,9 +580,31 @@ fn more_threads_than_clients_is_a_one_line_error() {
 }
 
 #[test]
-#[ignore = "needs socat (apt-get install socat); .ci/run installs it and runs this with --ignored"]
-fn socat_as_a_client_gets_its_file_back() {
-    let server = Server::start(&[]);
+fn threads_are_for_the_nb_engine_only() {
+    let output = Command::new(BIN)
+        .args([
+            "server",
+            "--port",
+            "0",
+            "--engine",
+            "async",
+            "--threads",
+            "2",
+        ])
+        .args(["--display", "none"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("--threads: the async engine runs one loop (--engine nb runs several)"),
+        "{stderr}"
+    );
+}
+
+fn socat_as_a_client_gets_its_file_back(engine: Engine) {
+    let server = Server::start(engine, &[]);
     let data = random_bytes(1 << 20, 7);
     let mut socat = external("socat")
         .args(["-t", "5", "-", &format!("TCP:{}", server.address)])
@@ -509,10 +623,8 @@ fn socat_as_a_client_gets_its_file_back() {
     server.stop();
 }
 
-#[test]
-#[ignore = "needs ncat (apt-get install ncat); .ci/run installs it and runs this with --ignored"]
-fn ncat_as_a_client_gets_its_line_back() {
-    let server = Server::start(&[]);
+fn ncat_as_a_client_gets_its_line_back(engine: Engine) {
+    let server = Server::start(engine, &[]);
     let output = external("ncat")
         .args([
             "--wait",

@@ -10,8 +10,9 @@ use crate::error::Error;
 use crate::event::{CloseReason, ConnId, Event};
 use crate::link::{Link, Pumped};
 use crate::role::{Role, Stats};
+use crate::rules::{after_disconnect, ConnIds, Failures, Greeting};
 use crate::stack::ZeroRead;
-use crate::time::{millis, Duration, Instant};
+use crate::time::{Duration, Instant};
 
 /// The tutorial's greeting.
 pub const DEFAULT_GREETING: &str = "hello MicroPython, I am TCP Client";
@@ -157,7 +158,7 @@ enum State<T> {
     Connected {
         id: ConnId,
         link: Link<T>,
-        greeted: usize,
+        greeting: Greeting,
     },
     /// Waiting before the next attempt.
     Backoff {
@@ -202,8 +203,8 @@ where
     buffer: &'a mut [u8],
     state: State<S::TcpSocket>,
     /// Failed attempts since the last established connection.
-    failures: u32,
-    next_id: u32,
+    failures: Failures,
+    ids: ConnIds,
     stats: Stats,
 }
 
@@ -221,8 +222,8 @@ where
             config,
             buffer,
             state: State::Idle,
-            failures: 0,
-            next_id: 0,
+            failures: Failures::default(),
+            ids: ConnIds::default(),
             stats: Stats::new(1),
         }
     }
@@ -253,7 +254,7 @@ where
                 let remote = self.config.remote;
                 on_event(Event::Connecting {
                     remote,
-                    attempt: self.failures + 1,
+                    attempt: self.failures.attempt(),
                 });
                 match stack.socket() {
                     Ok(socket) => self.state = State::Connecting { socket, since: now },
@@ -284,15 +285,14 @@ where
                 };
                 match outcome {
                     Ok(true) => {
-                        let conn = ConnId(self.next_id);
-                        self.next_id = self.next_id.wrapping_add(1);
-                        self.failures = 0;
-                        self.stats.connections += 1;
+                        let conn = self.ids.next();
+                        self.failures.reset();
+                        self.stats.opened();
                         info!("connected to {}", Address(remote));
                         self.state = State::Connected {
                             id: conn,
                             link: Link::new(socket, now),
-                            greeted: 0,
+                            greeting: Greeting::default(),
                         };
                         on_event(Event::Opened {
                             conn,
@@ -315,26 +315,24 @@ where
             State::Connected {
                 id,
                 mut link,
-                greeted,
+                mut greeting,
             } => {
-                let (outcome, greeted) = self.echo(stack, &mut link, greeted, id, now, on_event);
+                let outcome = self.echo(stack, &mut link, &mut greeting, id, now, on_event);
                 match outcome {
                     Pumped::Closed(reason) => {
                         close(stack, id, link, reason, on_event);
-                        self.state = match self.config.reconnect {
-                            Some(reconnect) if reconnect.after_disconnect => State::Backoff {
-                                until: now + reconnect.backoff.initial,
-                            },
-                            _ => State::Finished,
+                        self.state = match after_disconnect(self.config.reconnect) {
+                            Some(wait) => State::Backoff { until: now + wait },
+                            None => State::Finished,
                         };
                         Ok(true)
                     }
                     Pumped::Progress => {
-                        self.state = State::Connected { id, link, greeted };
+                        self.state = State::Connected { id, link, greeting };
                         Ok(true)
                     }
                     Pumped::Idle => {
-                        self.state = State::Connected { id, link, greeted };
+                        self.state = State::Connected { id, link, greeting };
                         Ok(false)
                     }
                 }
@@ -358,44 +356,43 @@ where
         }
     }
 
-    /// The greeting first, then the echo; returns the outcome and how much of the greeting went.
+    /// The greeting first, then the echo.
     fn echo<F>(
         &mut self,
         stack: &mut S,
         link: &mut Link<S::TcpSocket>,
-        mut greeted: usize,
+        greeting: &mut Greeting,
         id: ConnId,
         now: Instant,
         on_event: &mut F,
-    ) -> (Pumped<S::Error>, usize)
+    ) -> Pumped<S::Error>
     where
         F: FnMut(Event<'_, S::Error>),
     {
         if link.is_idle(now, self.config.idle_timeout) {
-            return (Pumped::Closed(CloseReason::IdleTimeout), greeted);
+            return Pumped::Closed(CloseReason::IdleTimeout);
         }
-        let greeting = self.config.greeting;
-        if greeted < greeting.len() {
-            match link.send_from(stack, &greeting[greeted..], now, &mut self.stats) {
-                Ok(0) => return (Pumped::Idle, greeted),
+        let rest = greeting.rest(self.config.greeting);
+        if !rest.is_empty() {
+            match link.send_from(stack, rest, now, &mut self.stats) {
+                Ok(0) => return Pumped::Idle,
                 Ok(sent) => {
-                    greeted += sent;
-                    if greeted < greeting.len() {
-                        return (Pumped::Progress, greeted);
+                    greeting.sent(sent);
+                    if !greeting.rest(self.config.greeting).is_empty() {
+                        return Pumped::Progress;
                     }
                 }
-                Err(reason) => return (Pumped::Closed(reason), greeted),
+                Err(reason) => return Pumped::Closed(reason),
             }
         }
-        let outcome = link.pump(
+        link.pump(
             stack,
             self.buffer,
             self.config.zero_read,
             now,
             &mut self.stats,
             |bytes| on_event(Event::Received { conn: id, bytes }),
-        );
-        (outcome, greeted)
+        )
     }
 
     /// Schedules the next attempt, or finishes and returns `error` when none is allowed.
@@ -408,19 +405,8 @@ where
     where
         F: FnMut(Event<'_, S::Error>),
     {
-        self.failures = self.failures.saturating_add(1);
-        let retry = self
-            .config
-            .reconnect
-            .filter(|reconnect| reconnect.max_retries.is_none_or(|max| self.failures <= max));
-        match retry {
-            Some(reconnect) => {
-                let retry_in = reconnect.backoff.delay(self.failures);
-                warn!(
-                    "connection attempt {} failed; retrying in {} ms",
-                    self.failures,
-                    millis(retry_in)
-                );
+        match self.failures.reconnect(self.config.reconnect) {
+            Some(retry_in) => {
                 self.state = State::Backoff {
                     until: now + retry_in,
                 };
@@ -431,7 +417,6 @@ where
                 Ok(())
             }
             None => {
-                warn!("connection attempt {} failed; giving up", self.failures);
                 self.state = State::Finished;
                 on_event(Event::ConnectFailed {
                     error: &error,
@@ -496,7 +481,7 @@ where
         F: FnMut(Event<'_, S::Error>),
     {
         self.stop(stack, State::Idle, &mut on_event);
-        self.failures = 0;
+        self.failures.reset();
     }
 
     /// Closes the connection (or attempt) and finishes the client.

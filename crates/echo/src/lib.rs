@@ -14,6 +14,10 @@
 //!   for the server ([`ServerLayout`]) or the client ([`ClientLayout`]), with incremental UTF-8
 //!   decoding ([`Utf8Decoder`]).
 //!
+//! - `asynch` (feature `async`): the same server and client as futures, over edge-nal's
+//!   `TcpBind`/`TcpAccept` and embedded-nal-async's `TcpConnect`, for firmware that runs an
+//!   executor (embassy). Its docs say when to pick which.
+//!
 //! `no_std`, no allocation, no `unsafe`, no clock: buffers and slots come from the caller and
 //! time is passed to `poll` as an [`Instant`].
 //!
@@ -85,6 +89,8 @@
 //! # Features
 //! - `log` or `defmt` (exclusive): log through that crate; silent by default. `defmt` also
 //!   derives `defmt::Format` on the public types.
+//! - `async`: the `asynch` module.
+//! - `cjk`: Chinese on the screen (u8g2's 16-px WenQuanYi GB2312 font, about 300 KB).
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -94,12 +100,15 @@
 mod fmt;
 
 mod addr;
+#[cfg(feature = "async")]
+pub mod asynch;
 mod backoff;
 mod client;
 mod error;
 mod event;
 mod link;
 mod role;
+mod rules;
 mod screen;
 mod server;
 mod stack;

@@ -7,6 +7,7 @@ use embedded_nal::{TcpClientStack, TcpError, TcpErrorKind};
 
 use crate::event::CloseReason;
 use crate::role::Stats;
+use crate::rules::{close_reason, Activity};
 use crate::stack::ZeroRead;
 use crate::time::{Duration, Instant};
 
@@ -26,7 +27,7 @@ pub(crate) struct Link<T> {
     /// Received bytes not yet sent are `buffer[start..end]`.
     start: usize,
     end: usize,
-    last_activity: Instant,
+    activity: Activity,
 }
 
 impl<T> Link<T> {
@@ -35,7 +36,7 @@ impl<T> Link<T> {
             socket,
             start: 0,
             end: 0,
-            last_activity: now,
+            activity: Activity::new(now),
         }
     }
 
@@ -46,12 +47,12 @@ impl<T> Link<T> {
 
     /// When the link becomes idle for `timeout`, if nothing moves before.
     pub(crate) fn idle_deadline(&self, timeout: Option<Duration>) -> Option<Instant> {
-        timeout.map(|timeout| self.last_activity + timeout)
+        self.activity.deadline(timeout)
     }
 
     /// Whether nothing moved for `timeout` (never, without a timeout).
     pub(crate) fn is_idle(&self, now: Instant, timeout: Option<Duration>) -> bool {
-        timeout.is_some_and(|timeout| now - self.last_activity >= timeout)
+        self.activity.is_idle(now, timeout)
     }
 
     /// Sends what is pending, then, only if nothing is pending, reads once and sends that.
@@ -93,8 +94,8 @@ impl<T> Link<T> {
             Ok(n) => {
                 self.start = 0;
                 self.end = n;
-                self.last_activity = now;
-                stats.bytes_received += n as u64;
+                self.activity.moved(now);
+                stats.received(n);
                 on_received(&buffer[..n]);
                 progress = true;
                 if let Err(reason) = self.flush(stack, buffer, now, stats) {
@@ -151,16 +152,16 @@ impl<T> Link<T> {
         match stack.send(&mut self.socket, bytes) {
             Ok(sent) => {
                 if sent > 0 {
-                    self.last_activity = now;
-                    stats.bytes_sent += sent as u64;
+                    self.activity.moved(now);
+                    stats.sent(sent);
                 }
                 Ok(sent)
             }
             Err(nb::Error::WouldBlock) => Ok(0),
-            Err(nb::Error::Other(e)) if e.kind() == TcpErrorKind::PipeClosed => {
-                Err(CloseReason::PipeClosed)
+            Err(nb::Error::Other(e)) => {
+                let gone = e.kind() == TcpErrorKind::PipeClosed;
+                Err(close_reason(e, gone))
             }
-            Err(nb::Error::Other(e)) => Err(CloseReason::Failed(e)),
         }
     }
 }

@@ -11,8 +11,9 @@ use crate::error::Error;
 use crate::event::{CloseReason, ConnId, Event};
 use crate::link::{Link, Pumped};
 use crate::role::{Role, Stats};
+use crate::rules::{ConnIds, Failures};
 use crate::stack::{LocalAddress, ZeroRead};
-use crate::time::{millis, Duration, Instant};
+use crate::time::{Duration, Instant};
 
 /// The tutorial's port.
 pub const DEFAULT_PORT: u16 = 5001;
@@ -158,10 +159,10 @@ where
     config: ServerConfig,
     listener: Listener<S::TcpSocket>,
     /// Listening attempts that failed since a connection was last accepted.
-    failures: u32,
+    failures: Failures,
     slots: &'a mut [Slot<S::TcpSocket>],
     buffer: &'a mut [u8],
-    next_id: u32,
+    ids: ConnIds,
     stats: Stats,
 }
 
@@ -187,10 +188,10 @@ where
         EchoServer {
             config,
             listener: Listener::Closed,
-            failures: 0,
+            failures: Failures::default(),
             slots,
             buffer,
-            next_id: 0,
+            ids: ConnIds::default(),
             stats,
         }
     }
@@ -321,10 +322,9 @@ where
             };
             match stack.accept(listener) {
                 Ok((socket, peer)) => {
-                    let conn = ConnId(self.next_id);
-                    self.next_id = self.next_id.wrapping_add(1);
-                    self.stats.connections += 1;
-                    self.failures = 0;
+                    let conn = self.ids.next();
+                    self.stats.opened();
+                    self.failures.reset();
                     info!("{} accepted from {}", conn.0, Address(peer));
                     self.slots[index].conn = Some(Served {
                         id: conn,
@@ -354,13 +354,9 @@ where
     where
         F: FnMut(Event<'_, S::Error>),
     {
-        self.failures = self.failures.saturating_add(1);
-        let retry_in = self.config.relisten.delay(self.failures);
-        warn!(
-            "listening on port {} failed; again in {} ms",
-            u32::from(self.config.port),
-            millis(retry_in)
-        );
+        let retry_in = self
+            .failures
+            .relisten(self.config.port, self.config.relisten);
         self.listener = Listener::Backoff {
             until: now + retry_in,
         };
@@ -414,7 +410,7 @@ where
                 warn!("closing the listening socket failed");
             }
         }
-        self.failures = 0;
+        self.failures.reset();
     }
 }
 

@@ -100,6 +100,12 @@ where
         }
     }
 
+    /// Whether the panel answered last time; while it does not, [`show`](Self::show) tries it
+    /// again every [`RETRY_INTERVAL`] (a loop that sleeps between changes wakes up for that).
+    pub fn is_working(&self) -> bool {
+        self.working
+    }
+
     /// The panel, for tests and benchmarks.
     pub fn oled(&self) -> &Oled<I, C> {
         &self.oled
@@ -241,6 +247,48 @@ mod tests {
         bus.reset();
         assert!(!display.show(&mut screen, now + FRAME_INTERVAL * 10));
         assert_eq!(bus.wire_bytes(), 0);
+    }
+
+    /// A bus with no panel on it until `present` is set.
+    struct Absent<'a> {
+        present: &'a core::cell::Cell<bool>,
+    }
+
+    impl embedded_hal::i2c::ErrorType for Absent<'_> {
+        type Error = embedded_hal::i2c::ErrorKind;
+    }
+
+    impl I2c for Absent<'_> {
+        fn transaction(
+            &mut self,
+            _address: u8,
+            _operations: &mut [embedded_hal::i2c::Operation<'_>],
+        ) -> Result<(), Self::Error> {
+            match self.present.get() {
+                true => Ok(()),
+                false => Err(embedded_hal::i2c::ErrorKind::NoAcknowledge(
+                    embedded_hal::i2c::NoAcknowledgeSource::Address,
+                )),
+            }
+        }
+    }
+
+    #[test]
+    fn a_missing_panel_is_not_working_and_is_tried_again_every_retry_interval() {
+        let present = core::cell::Cell::new(false);
+        let mut display: Display<_, Ssd1306> = Display::new(Absent { present: &present });
+        assert!(!display.is_working());
+        let mut screen = listening();
+        assert!(!display.show(&mut screen, Instant::ZERO));
+        present.set(true);
+        let soon = Instant::ZERO + (RETRY_INTERVAL - Duration::from_millis(1));
+        assert!(
+            !display.show(&mut screen, soon),
+            "not tried before the interval"
+        );
+        assert!(!display.is_working());
+        assert!(display.show(&mut screen, Instant::ZERO + RETRY_INTERVAL));
+        assert!(display.is_working());
     }
 
     #[test]

@@ -113,6 +113,15 @@ impl Station {
         matches!(self.state, State::Up)
     }
 
+    /// When the next attempt is due, while the link is down and no attempt is under way: an
+    /// async supervisor sleeps until then instead of polling.
+    pub fn next_attempt(&self) -> Option<Instant> {
+        match self.state {
+            State::Down { retry_at, .. } => Some(retry_at),
+            State::Connecting { .. } | State::Up => None,
+        }
+    }
+
     /// Decides what to do at `now`, given whether the radio is associated.
     pub fn poll(&mut self, now: Instant, associated: bool) -> Action {
         match (self.state, associated) {
@@ -276,6 +285,32 @@ mod tests {
             station.poll(at(11), false),
             Action::Connect { attempt: 2, .. }
         ));
+    }
+
+    #[test]
+    fn the_next_attempt_is_due_when_poll_asks_for_it() {
+        let mut station = Station::new(policy());
+        assert_eq!(
+            station.next_attempt(),
+            Some(at(0)),
+            "the first is due at once"
+        );
+        station.poll(at(0), false);
+        assert_eq!(station.next_attempt(), None, "an attempt is under way");
+        station.attempt_failed(at(3));
+        assert_eq!(station.next_attempt(), Some(at(4)));
+        assert_eq!(
+            station.poll(Instant::from_millis(3_999), false),
+            Action::Wait
+        );
+        assert!(matches!(
+            station.poll(at(4), false),
+            Action::Connect { attempt: 2, .. }
+        ));
+        station.poll(at(5), true);
+        assert_eq!(station.next_attempt(), None, "the link is up");
+        assert_eq!(station.poll(at(9), false), Action::Lost);
+        assert_eq!(station.next_attempt(), Some(at(9)), "after a loss, at once");
     }
 
     #[test]

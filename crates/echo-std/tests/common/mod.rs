@@ -37,6 +37,48 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The engine an `echo-std server` or `client` runs on (`--engine`): every test of the
+/// program runs on each, through [`for_each_engine!`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Nb,
+    Async,
+}
+
+impl Engine {
+    /// `--engine` and its value.
+    pub fn args(self) -> [&'static str; 2] {
+        match self {
+            Engine::Nb => ["--engine", "nb"],
+            Engine::Async => ["--engine", "async"],
+        }
+    }
+}
+
+/// For each `name` (a `fn name(engine: Engine)` of the test file), a module `name` with one
+/// test per engine, `name::nb` and `name::async_io`, that fail on their own. Attributes
+/// (`#[ignore = "..."]`) go to both.
+#[macro_export]
+macro_rules! for_each_engine {
+    ($($(#[$attribute:meta])* $name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                $(#[$attribute])*
+                #[test]
+                fn nb() {
+                    super::$name($crate::common::Engine::Nb)
+                }
+
+                $(#[$attribute])*
+                #[test]
+                fn async_io() {
+                    super::$name($crate::common::Engine::Async)
+                }
+            }
+        )*
+    };
+}
+
 /// A running `echo-std server`, killed when dropped.
 pub struct Server {
     pub child: Child,
@@ -45,20 +87,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// `echo-std server --bind 127.0.0.1 --port 0 --display none` plus `args` (later
-    /// options win), once it said where it listens.
-    pub fn start(args: &[&str]) -> Server {
+    /// `echo-std server --engine ENGINE --bind 127.0.0.1 --port 0 --display none` plus `args`
+    /// (later options win), once it said where it listens.
+    pub fn start(engine: Engine, args: &[&str]) -> Server {
         let mut command = Command::new(BIN);
         command
-            .args([
-                "server",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--display",
-                "none",
-            ])
+            .arg("server")
+            .args(engine.args())
+            .args(["--bind", "127.0.0.1", "--port", "0", "--display", "none"])
             .args(args);
         Server::spawn(command)
     }
