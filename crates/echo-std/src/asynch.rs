@@ -2,8 +2,9 @@
 //! `TcpBind`/`TcpAccept` and [`BindAddress`] for the server, embedded-nal-async 0.9's
 //! `TcpConnect` for the client, on async-io; its sockets are edge-nal-std's.
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use std::{fmt, io};
 
@@ -20,15 +21,6 @@ use crate::stack::{
     DEFAULT_CONNECT_TIMEOUT,
 };
 use crate::Error;
-
-/// How many reads and writes on an [`AsyncStack`]'s connections may complete in a row before
-/// the one that follows yields to the executor first.
-///
-/// async-io completes a read at once while data is waiting, and a write while there is room:
-/// an echo of a peer that never stops sending would otherwise never return to the executor,
-/// and the other connections, the display and the stop would wait for that peer to pause
-/// (tokio budgets its tasks the same way).
-pub const OPERATIONS_PER_TURN: u32 = 32;
 
 /// The host's TCP/IP stack for the async echo roles, on async-io: edge-nal's [`TcpBind`] (its
 /// [`Acceptor`] is this crate's own), [`BindAddress`], and embedded-nal-async's
@@ -69,8 +61,6 @@ pub struct AsyncStack {
     accept_limit: Option<usize>,
     received: AtomicU64,
     sent: AtomicU64,
-    /// Reads and writes so far, for [`OPERATIONS_PER_TURN`].
-    operations: AtomicU32,
 }
 
 impl AsyncStack {
@@ -84,7 +74,6 @@ impl AsyncStack {
             accept_limit: None,
             received: AtomicU64::new(0),
             sent: AtomicU64::new(0),
-            operations: AtomicU32::new(0),
         }
     }
 
@@ -138,14 +127,6 @@ impl AsyncStack {
     /// Bytes written to all this stack's connections so far.
     pub fn bytes_sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
-    }
-
-    /// Yields to the executor once every [`OPERATIONS_PER_TURN`] reads and writes.
-    async fn take_turns(&self) {
-        let count = self.operations.fetch_add(1, Ordering::Relaxed);
-        if count % OPERATIONS_PER_TURN == OPERATIONS_PER_TURN - 1 {
-            futures_lite::future::yield_now().await;
-        }
     }
 
     fn connection<'a>(
@@ -238,7 +219,12 @@ impl TcpAccept for Acceptor<'_> {
             None => None,
         };
         loop {
-            match self.listener.accept().await {
+            let accepted = when_ready(
+                || self.listener.readable(),
+                || self.listener.get_ref().accept(),
+            )
+            .await;
+            match accepted.and_then(|(stream, peer)| Ok((Async::new(stream)?, peer))) {
                 Ok((stream, peer)) => {
                     let peer = unmapped(peer);
                     return Ok((peer, self.stack.connection(stream, peer, permit)));
@@ -397,9 +383,10 @@ impl Half<'_> {
 
 impl Read for Half<'_> {
     async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Error> {
-        self.stack.take_turns().await;
-        let mut socket = self.socket;
-        match socket.read(buffer).await {
+        let socket: &Async<TcpStream> = self.socket;
+        let stream = socket.get_ref();
+        let read = || receive(stream, buffer);
+        match when_ready(|| socket.readable(), read).await {
             Ok(read) => {
                 self.stack
                     .received
@@ -413,9 +400,10 @@ impl Read for Half<'_> {
 
 impl Write for Half<'_> {
     async fn write(&mut self, bytes: &[u8]) -> Result<usize, Error> {
-        self.stack.take_turns().await;
-        let mut socket = self.socket;
-        match socket.write(bytes).await {
+        let socket: &Async<TcpStream> = self.socket;
+        let stream = socket.get_ref();
+        let write = || send(stream, bytes);
+        match when_ready(|| socket.writable(), write).await {
             Ok(written) => {
                 self.stack.sent.fetch_add(written as u64, Ordering::Relaxed);
                 Ok(written)
@@ -436,6 +424,59 @@ impl Readable for Half<'_> {
         let mut socket = self.socket;
         let readable = socket.readable().await;
         readable.map_err(|e| self.failed("wait for data from", e))
+    }
+}
+
+/// `recv(2)` into `buffer`, without blocking (the socket is non-blocking).
+///
+/// A system call of its own (rustix), not the C library's `recv`: async-io runs a thread of
+/// its own, and in a process of several threads the C library brackets every `recv` and
+/// `send` with cancellation bookkeeping that the echo never uses.
+#[cfg(unix)]
+fn receive(stream: &TcpStream, buffer: &mut [u8]) -> io::Result<usize> {
+    Ok(rustix::net::recv(stream, buffer, rustix::net::RecvFlags::empty())?.0)
+}
+
+/// `send(2)` of `bytes`, without blocking; see [`receive`].
+#[cfg(unix)]
+fn send(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    Ok(rustix::net::send(
+        stream,
+        bytes,
+        rustix::net::SendFlags::NOSIGNAL,
+    )?)
+}
+
+#[cfg(not(unix))]
+fn receive(mut stream: &TcpStream, buffer: &mut [u8]) -> io::Result<usize> {
+    io::Read::read(&mut stream, buffer)
+}
+
+#[cfg(not(unix))]
+fn send(mut stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    io::Write::write(&mut stream, bytes)
+}
+
+/// `operation` (a non-blocking system call) once now, then again each time the reactor reports
+/// the readiness that `ready` (made anew each time) waits for, until it does not block.
+///
+/// async-io's own `read`, `write` and `accept` try their system call every time they are
+/// polled, and the async server polls every connection and every pending accept whenever any
+/// of them is woken (they share one task): a pass woken by one busy connection cost a failing
+/// `recvfrom` for every idle connection and an `accept4` for every pending accept. Waiting on
+/// the reactor's readiness instead makes a pass over idle sockets a check of a flag each.
+async fn when_ready<T, R>(
+    mut ready: impl FnMut() -> R,
+    mut operation: impl FnMut() -> io::Result<T>,
+) -> io::Result<T>
+where
+    R: Future<Output = io::Result<()>>,
+{
+    loop {
+        match operation() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready().await?,
+            done => return done,
+        }
     }
 }
 
