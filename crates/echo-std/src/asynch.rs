@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 use std::{fmt, io};
 
@@ -17,8 +18,8 @@ use echo::asynch::BindAddress;
 use edge_nal_std::TcpSocket;
 
 use crate::stack::{
-    bound, human, is_transient_accept_error, listen, reachable, unmapped, DEFAULT_BACKLOG,
-    DEFAULT_CONNECT_TIMEOUT,
+    bound, human, is_transient_accept_error, listen, lock, reachable, unmapped, ReadAhead,
+    DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT,
 };
 use crate::Error;
 
@@ -140,6 +141,7 @@ impl AsyncStack {
             peer,
             stack: self,
             _permit: permit,
+            ahead: Mutex::default(),
         }
     }
 }
@@ -269,6 +271,12 @@ pub struct Connection<'a> {
     stack: &'a AsyncStack,
     /// Given back when the connection is dropped, so that the acceptor may hand out another.
     _permit: Option<SemaphoreGuard<'a>>,
+    /// Bytes read beyond a small read's buffer ([`READ_AHEAD`](crate::stack::READ_AHEAD), as
+    /// [`StdStack`]'s receive):
+    /// one `recvfrom` for up to 64 KiB where the echo reads 1 KiB at a time.
+    ///
+    /// [`StdStack`]: crate::StdStack
+    ahead: Mutex<ReadAhead>,
 }
 
 impl Connection<'_> {
@@ -282,6 +290,7 @@ impl Connection<'_> {
             socket: &self.socket,
             peer: self.peer,
             stack: self.stack,
+            ahead: &self.ahead,
         }
     }
 }
@@ -360,6 +369,7 @@ pub struct Half<'a> {
     socket: &'a TcpSocket,
     peer: SocketAddr,
     stack: &'a AsyncStack,
+    ahead: &'a Mutex<ReadAhead>,
 }
 
 impl fmt::Debug for Half<'_> {
@@ -385,7 +395,8 @@ impl Read for Half<'_> {
     async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Error> {
         let socket: &Async<TcpStream> = self.socket;
         let stream = socket.get_ref();
-        let read = || receive(stream, buffer);
+        let ahead = self.ahead;
+        let read = || lock(ahead).receive(buffer, |into| receive(stream, into));
         match when_ready(|| socket.readable(), read).await {
             Ok(read) => {
                 self.stack
@@ -421,6 +432,9 @@ impl Write for Half<'_> {
 
 impl Readable for Half<'_> {
     async fn readable(&mut self) -> Result<(), Error> {
+        if lock(self.ahead).holds() {
+            return Ok(());
+        }
         let mut socket = self.socket;
         let readable = socket.readable().await;
         readable.map_err(|e| self.failed("wait for data from", e))
@@ -613,6 +627,53 @@ mod tests {
             0,
             "end of stream"
         );
+    }
+
+    #[test]
+    fn small_reads_get_every_byte_in_order_through_the_read_ahead_then_the_end() {
+        let stack = loopback_stack();
+        let acceptor = within(stack.bind(any_port())).unwrap();
+        let mut client = TcpStream::connect(acceptor.local_addr().unwrap()).unwrap();
+        let (_, mut connection) = within(acceptor.accept()).unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let sent = data.clone();
+        let writer = std::thread::spawn(move || {
+            client.write_all(&sent).unwrap();
+            client.shutdown(Shutdown::Write).unwrap();
+            client
+        });
+        let mut received = Vec::new();
+        // Odd sizes, so reads end inside what was read ahead.
+        let mut buffer = [0; 1000];
+        loop {
+            match within(connection.read(&mut buffer)).unwrap() {
+                0 => break,
+                n => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+        drop(writer.join().unwrap());
+        assert!(received == data, "bytes lost or reordered");
+        assert_eq!(stack.bytes_received(), data.len() as u64);
+    }
+
+    #[test]
+    fn readable_is_ready_at_once_while_bytes_read_ahead_are_waiting() {
+        let stack = loopback_stack();
+        let acceptor = within(stack.bind(any_port())).unwrap();
+        let mut client = TcpStream::connect(acceptor.local_addr().unwrap()).unwrap();
+        let (_, mut connection) = within(acceptor.accept()).unwrap();
+        client.write_all(b"0123456789").unwrap();
+        let mut first = [0; 4];
+        assert_eq!(within(connection.read(&mut first)).unwrap(), 4);
+        // The kernel holds nothing more: only the read-ahead can make this ready.
+        within(connection.readable()).unwrap();
+        let mut rest = [0; 16];
+        assert_eq!(within(connection.read(&mut rest)).unwrap(), 6);
+        assert_eq!(&rest[..6], b"456789");
+        assert!(still_pending(
+            connection.readable(),
+            Duration::from_millis(100)
+        ));
     }
 
     #[test]

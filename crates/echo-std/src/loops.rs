@@ -16,7 +16,7 @@ use std::mem;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
 use echo::{
@@ -24,6 +24,7 @@ use echo::{
 };
 
 use crate::display::DEFAULT_FRAME_INTERVAL;
+use crate::stack::lock;
 use crate::{Board, Display, Error, Notifier, RunError, SharedListener, StdStack, Stopper};
 
 /// How the loops of a [`ServerLoops`] are made.
@@ -463,9 +464,4 @@ impl Role<StdStack> for Published<'_, '_> {
     fn is_finished(&self) -> bool {
         self.server.is_finished()
     }
-}
-
-/// A poisoned lock only means a loop panicked; what it guards stays consistent.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

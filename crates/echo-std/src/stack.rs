@@ -278,9 +278,10 @@ impl Gathered {
     }
 }
 
-/// What a receive into a buffer smaller than [`READ_AHEAD`] read beyond that buffer.
+/// What a receive into a buffer smaller than [`READ_AHEAD`] read beyond that buffer (both
+/// stacks').
 #[derive(Default)]
-struct ReadAhead {
+pub(crate) struct ReadAhead {
     /// Allocated by the first such receive.
     bytes: Vec<u8>,
     start: usize,
@@ -288,8 +289,36 @@ struct ReadAhead {
 }
 
 impl ReadAhead {
+    /// Whether it holds bytes not yet received.
+    pub(crate) fn holds(&self) -> bool {
+        self.start < self.end
+    }
+
+    /// Receives into `buffer` (not empty): what it holds first; else it reads the socket with
+    /// `read`, into itself when `buffer` is smaller than [`READ_AHEAD`] (allocated then),
+    /// straight into `buffer` otherwise. `Ok(0)` only when `read` says end of stream.
+    pub(crate) fn receive(
+        &mut self,
+        buffer: &mut [u8],
+        read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        if self.holds() {
+            return Ok(self.take(buffer));
+        }
+        if buffer.len() >= READ_AHEAD {
+            return read(buffer);
+        }
+        if self.bytes.is_empty() {
+            self.bytes = vec![0; READ_AHEAD];
+        }
+        let received = read(&mut self.bytes)?;
+        self.start = 0;
+        self.end = received;
+        Ok(self.take(buffer))
+    }
+
     /// Moves what it holds into `buffer`; how many bytes.
-    fn take(&mut self, buffer: &mut [u8]) -> usize {
+    pub(crate) fn take(&mut self, buffer: &mut [u8]) -> usize {
         let n = buffer.len().min(self.end - self.start);
         buffer[..n].copy_from_slice(&self.bytes[self.start..self.start + n]);
         self.start += n;
@@ -973,7 +1002,7 @@ impl TcpClientStack for StdStack {
     /// (never `Ok(0)`, which means end of stream).
     fn receive(&mut self, socket: &mut TcpSocket, buffer: &mut [u8]) -> nb::Result<usize, Error> {
         if let Ok(entry) = self.entry_mut(socket) {
-            if entry.read_ahead.start < entry.read_ahead.end && !buffer.is_empty() {
+            if entry.read_ahead.holds() && !buffer.is_empty() {
                 return Ok(entry.read_ahead.take(buffer));
             }
         }
@@ -1347,7 +1376,7 @@ impl core::fmt::Debug for SharedListener {
 }
 
 /// A poisoned lock only means another loop panicked; what it guards stays consistent.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
