@@ -61,20 +61,20 @@ pub const READINESS_REFRESH: Duration = Duration::from_millis(1);
 
 /// How much a `receive` reads from the OS socket at least: a smaller buffer gets the first
 /// bytes, and the next receives the rest without a system call. The echo core reads one
-/// buffer per connection and pass: with 1 KiB buffers, one `recvfrom` for up to 64 KiB
-/// instead of 64, and the peer's writes are taken off the kernel in large pieces (a larger
-/// read-ahead for 64 KiB buffers only added copying). Flow control is unchanged: the stack reads only
-/// for a `receive`, and only when nothing read ahead is left.
+/// buffer per echo round: with 1 KiB buffers, one `recvfrom` for up to 64 KiB instead of 64,
+/// and the peer's writes are taken off the kernel in large pieces (a larger read-ahead for
+/// 64 KiB buffers only added copying). Flow control is unchanged: the stack reads only for a
+/// `receive`, and only when nothing read ahead is left.
 pub const READ_AHEAD: usize = 64 * 1024;
 
 /// How many bytes given to `send` the stack gathers before it hands them to the kernel in one
-/// system call (from [`SEND_DIRECT`] bytes on, a send goes straight to the kernel). A loop
-/// that visits every connection once per pass sends each peer a buffer per pass, and each
-/// `sendto` wakes the peer's reader again (on a VM an interrupt to another core each time): that cost the one
-/// loop more CPU than tokio, whose tasks write one connection's bytes back to back. Gathered
-/// bytes leave sooner when a `receive` on the socket finds nothing more to echo, when the
-/// stack waits or looks at the poller (at least every [`READINESS_REFRESH`] of a busy loop),
-/// and when the socket closes; `receive` holds the end of stream back until they have left.
+/// system call (from [`SEND_DIRECT`] bytes on, a send goes straight to the kernel). The echo
+/// core sends one buffer per echo round, and each `sendto` wakes the peer's reader again (on
+/// a VM an interrupt to another core each time): with small buffers, one `sendto` for many
+/// rounds. Gathered bytes leave sooner when a `receive` on the socket finds nothing more to
+/// echo, when the stack waits or looks at the poller (at least every [`READINESS_REFRESH`] of
+/// a busy loop), and when the socket closes; `receive` holds the end of stream back until
+/// they have left.
 pub const SEND_GATHER: usize = 256 * 1024;
 
 /// Sends of at least this many bytes go straight to the kernel when nothing is gathered:
