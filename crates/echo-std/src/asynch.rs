@@ -2,8 +2,10 @@
 //! `TcpBind`/`TcpAccept` and [`BindAddress`] for the server, embedded-nal-async 0.9's
 //! `TcpConnect` for the client, on async-io; its sockets are edge-nal-std's.
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 use std::{fmt, io};
 
@@ -16,19 +18,10 @@ use echo::asynch::BindAddress;
 use edge_nal_std::TcpSocket;
 
 use crate::stack::{
-    bound, human, is_transient_accept_error, listen, reachable, unmapped, DEFAULT_BACKLOG,
-    DEFAULT_CONNECT_TIMEOUT,
+    bound, human, is_transient_accept_error, listen, lock, reachable, unmapped, ReadAhead,
+    DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT,
 };
 use crate::Error;
-
-/// How many reads and writes on an [`AsyncStack`]'s connections may complete in a row before
-/// the one that follows yields to the executor first.
-///
-/// async-io completes a read at once while data is waiting, and a write while there is room:
-/// an echo of a peer that never stops sending would otherwise never return to the executor,
-/// and the other connections, the display and the stop would wait for that peer to pause
-/// (tokio budgets its tasks the same way).
-pub const OPERATIONS_PER_TURN: u32 = 32;
 
 /// The host's TCP/IP stack for the async echo roles, on async-io: edge-nal's [`TcpBind`] (its
 /// [`Acceptor`] is this crate's own), [`BindAddress`], and embedded-nal-async's
@@ -69,8 +62,6 @@ pub struct AsyncStack {
     accept_limit: Option<usize>,
     received: AtomicU64,
     sent: AtomicU64,
-    /// Reads and writes so far, for [`OPERATIONS_PER_TURN`].
-    operations: AtomicU32,
 }
 
 impl AsyncStack {
@@ -84,7 +75,6 @@ impl AsyncStack {
             accept_limit: None,
             received: AtomicU64::new(0),
             sent: AtomicU64::new(0),
-            operations: AtomicU32::new(0),
         }
     }
 
@@ -140,14 +130,6 @@ impl AsyncStack {
         self.sent.load(Ordering::Relaxed)
     }
 
-    /// Yields to the executor once every [`OPERATIONS_PER_TURN`] reads and writes.
-    async fn take_turns(&self) {
-        let count = self.operations.fetch_add(1, Ordering::Relaxed);
-        if count % OPERATIONS_PER_TURN == OPERATIONS_PER_TURN - 1 {
-            futures_lite::future::yield_now().await;
-        }
-    }
-
     fn connection<'a>(
         &'a self,
         stream: Async<TcpStream>,
@@ -159,6 +141,7 @@ impl AsyncStack {
             peer,
             stack: self,
             _permit: permit,
+            ahead: Mutex::default(),
         }
     }
 }
@@ -238,7 +221,12 @@ impl TcpAccept for Acceptor<'_> {
             None => None,
         };
         loop {
-            match self.listener.accept().await {
+            let accepted = when_ready(
+                || self.listener.readable(),
+                || self.listener.get_ref().accept(),
+            )
+            .await;
+            match accepted.and_then(|(stream, peer)| Ok((Async::new(stream)?, peer))) {
                 Ok((stream, peer)) => {
                     let peer = unmapped(peer);
                     return Ok((peer, self.stack.connection(stream, peer, permit)));
@@ -283,6 +271,12 @@ pub struct Connection<'a> {
     stack: &'a AsyncStack,
     /// Given back when the connection is dropped, so that the acceptor may hand out another.
     _permit: Option<SemaphoreGuard<'a>>,
+    /// Bytes read beyond a small read's buffer ([`READ_AHEAD`](crate::stack::READ_AHEAD), as
+    /// [`StdStack`]'s receive):
+    /// one `recvfrom` for up to 64 KiB where the echo reads 1 KiB at a time.
+    ///
+    /// [`StdStack`]: crate::StdStack
+    ahead: Mutex<ReadAhead>,
 }
 
 impl Connection<'_> {
@@ -296,6 +290,7 @@ impl Connection<'_> {
             socket: &self.socket,
             peer: self.peer,
             stack: self.stack,
+            ahead: &self.ahead,
         }
     }
 }
@@ -374,6 +369,7 @@ pub struct Half<'a> {
     socket: &'a TcpSocket,
     peer: SocketAddr,
     stack: &'a AsyncStack,
+    ahead: &'a Mutex<ReadAhead>,
 }
 
 impl fmt::Debug for Half<'_> {
@@ -397,9 +393,11 @@ impl Half<'_> {
 
 impl Read for Half<'_> {
     async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Error> {
-        self.stack.take_turns().await;
-        let mut socket = self.socket;
-        match socket.read(buffer).await {
+        let socket: &Async<TcpStream> = self.socket;
+        let stream = socket.get_ref();
+        let ahead = self.ahead;
+        let read = || lock(ahead).receive(buffer, |into| receive(stream, into));
+        match when_ready(|| socket.readable(), read).await {
             Ok(read) => {
                 self.stack
                     .received
@@ -413,9 +411,10 @@ impl Read for Half<'_> {
 
 impl Write for Half<'_> {
     async fn write(&mut self, bytes: &[u8]) -> Result<usize, Error> {
-        self.stack.take_turns().await;
-        let mut socket = self.socket;
-        match socket.write(bytes).await {
+        let socket: &Async<TcpStream> = self.socket;
+        let stream = socket.get_ref();
+        let write = || send(stream, bytes);
+        match when_ready(|| socket.writable(), write).await {
             Ok(written) => {
                 self.stack.sent.fetch_add(written as u64, Ordering::Relaxed);
                 Ok(written)
@@ -433,9 +432,65 @@ impl Write for Half<'_> {
 
 impl Readable for Half<'_> {
     async fn readable(&mut self) -> Result<(), Error> {
+        if lock(self.ahead).holds() {
+            return Ok(());
+        }
         let mut socket = self.socket;
         let readable = socket.readable().await;
         readable.map_err(|e| self.failed("wait for data from", e))
+    }
+}
+
+/// `recv(2)` into `buffer`, without blocking (the socket is non-blocking).
+///
+/// A system call of its own (rustix), not the C library's `recv`: async-io runs a thread of
+/// its own, and in a process of several threads the C library brackets every `recv` and
+/// `send` with cancellation bookkeeping that the echo never uses.
+#[cfg(unix)]
+fn receive(stream: &TcpStream, buffer: &mut [u8]) -> io::Result<usize> {
+    Ok(rustix::net::recv(stream, buffer, rustix::net::RecvFlags::empty())?.0)
+}
+
+/// `send(2)` of `bytes`, without blocking; see [`receive`].
+#[cfg(unix)]
+fn send(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    Ok(rustix::net::send(
+        stream,
+        bytes,
+        rustix::net::SendFlags::NOSIGNAL,
+    )?)
+}
+
+#[cfg(not(unix))]
+fn receive(mut stream: &TcpStream, buffer: &mut [u8]) -> io::Result<usize> {
+    io::Read::read(&mut stream, buffer)
+}
+
+#[cfg(not(unix))]
+fn send(mut stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    io::Write::write(&mut stream, bytes)
+}
+
+/// `operation` (a non-blocking system call) once now, then again each time the reactor reports
+/// the readiness that `ready` (made anew each time) waits for, until it does not block.
+///
+/// async-io's own `read`, `write` and `accept` try their system call every time they are
+/// polled, and the async server polls every connection and every pending accept whenever any
+/// of them is woken (they share one task): a pass woken by one busy connection cost a failing
+/// `recvfrom` for every idle connection and an `accept4` for every pending accept. Waiting on
+/// the reactor's readiness instead makes a pass over idle sockets a check of a flag each.
+async fn when_ready<T, R>(
+    mut ready: impl FnMut() -> R,
+    mut operation: impl FnMut() -> io::Result<T>,
+) -> io::Result<T>
+where
+    R: Future<Output = io::Result<()>>,
+{
+    loop {
+        match operation() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready().await?,
+            done => return done,
+        }
     }
 }
 
@@ -572,6 +627,53 @@ mod tests {
             0,
             "end of stream"
         );
+    }
+
+    #[test]
+    fn small_reads_get_every_byte_in_order_through_the_read_ahead_then_the_end() {
+        let stack = loopback_stack();
+        let acceptor = within(stack.bind(any_port())).unwrap();
+        let mut client = TcpStream::connect(acceptor.local_addr().unwrap()).unwrap();
+        let (_, mut connection) = within(acceptor.accept()).unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let sent = data.clone();
+        let writer = std::thread::spawn(move || {
+            client.write_all(&sent).unwrap();
+            client.shutdown(Shutdown::Write).unwrap();
+            client
+        });
+        let mut received = Vec::new();
+        // Odd sizes, so reads end inside what was read ahead.
+        let mut buffer = [0; 1000];
+        loop {
+            match within(connection.read(&mut buffer)).unwrap() {
+                0 => break,
+                n => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+        drop(writer.join().unwrap());
+        assert!(received == data, "bytes lost or reordered");
+        assert_eq!(stack.bytes_received(), data.len() as u64);
+    }
+
+    #[test]
+    fn readable_is_ready_at_once_while_bytes_read_ahead_are_waiting() {
+        let stack = loopback_stack();
+        let acceptor = within(stack.bind(any_port())).unwrap();
+        let mut client = TcpStream::connect(acceptor.local_addr().unwrap()).unwrap();
+        let (_, mut connection) = within(acceptor.accept()).unwrap();
+        client.write_all(b"0123456789").unwrap();
+        let mut first = [0; 4];
+        assert_eq!(within(connection.read(&mut first)).unwrap(), 4);
+        // The kernel holds nothing more: only the read-ahead can make this ready.
+        within(connection.readable()).unwrap();
+        let mut rest = [0; 16];
+        assert_eq!(within(connection.read(&mut rest)).unwrap(), 6);
+        assert_eq!(&rest[..6], b"456789");
+        assert!(still_pending(
+            connection.readable(),
+            Duration::from_millis(100)
+        ));
     }
 
     #[test]

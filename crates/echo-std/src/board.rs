@@ -171,7 +171,8 @@ impl Stopper {
     ///
     /// For the non-blocking loop this stores an atomic and notifies the stack's poller. The
     /// async run is woken through its executor's waker, behind a lock: call it from a thread
-    /// (as `ctrlc`'s handler does), not from inside a signal handler.
+    /// (as `echo-std`'s signal thread does), not from inside a signal handler
+    /// ([`is_signal_safe`](Self::is_signal_safe)).
     pub fn stop(&self) {
         match &self.notifier {
             Some(notifier) => {
@@ -181,6 +182,12 @@ impl Stopper {
             }
             None => self.signal.stop(),
         }
+    }
+
+    /// Whether [`stop`](Self::stop) may be called from inside a signal handler: true for the
+    /// non-blocking loop's stopper, false for the async run's.
+    pub fn is_signal_safe(&self) -> bool {
+        self.notifier.is_some()
     }
 }
 
@@ -362,9 +369,9 @@ impl Board<StdStack> {
             if flow.is_break() {
                 break;
             }
-            let stats = role.stats();
+            // The counters (a look at every slot) only when a summary is drawn.
             self.oled
-                .show(screen, || summary(stats))
+                .show(screen, || summary(role.stats()))
                 .map_err(|e| RunError::Board(Error::new("show the display", e)))?;
             if !progress {
                 self.wait_until(role.next_deadline())

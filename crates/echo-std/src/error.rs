@@ -52,6 +52,23 @@ impl fmt::Display for Error {
     }
 }
 
+/// A copy says the same: the OS error code where there is one, else the kind and the text.
+/// (The events of `echo-std server --threads N` cross from the loops to the display's
+/// thread as copies.)
+impl Clone for Error {
+    fn clone(&self) -> Self {
+        let source = match self.source.raw_os_error() {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::new(self.source.kind(), self.source.to_string()),
+        };
+        Self {
+            operation: self.operation.clone(),
+            kind: self.kind,
+            source,
+        }
+    }
+}
+
 // The io::Error is already part of Display, so it is not repeated as `source()`.
 impl std::error::Error for Error {}
 
@@ -93,6 +110,20 @@ mod tests {
         }
         let refused = Error::new("connect", io::ErrorKind::ConnectionRefused.into());
         assert_eq!(refused.kind(), TcpErrorKind::Other);
+    }
+
+    #[test]
+    fn a_copy_says_the_same() {
+        for source in [
+            io::Error::from_raw_os_error(98),
+            io::Error::new(io::ErrorKind::TimedOut, "timed out after 3 s"),
+        ] {
+            let error = Error::new("bind 127.0.0.1:5001", source);
+            let copy = error.clone();
+            assert_eq!(copy.to_string(), error.to_string());
+            assert_eq!(copy.kind(), error.kind());
+            assert_eq!(copy.io_error().kind(), error.io_error().kind());
+        }
     }
 
     #[test]

@@ -15,6 +15,9 @@
 //!   `run`, the one loop that runs an echo role (server or client) on it, for each engine:
 //!   [`Board::run`] polls the non-blocking roles on a [`StdStack`], [`Board<AsyncStack>::run`]
 //!   drives the async roles ([`echo::asynch::AsyncRole`]) on async-io's executor.
+//! - [`ServerLoops`] ([`loops`]): the echo server as several such loops on threads, on one
+//!   port (a [`SharedListener`] hands each client to the loop serving the fewest), with one
+//!   display.
 //! - [`check`] (feature `check`): the conformance and load test of any TCP echo server or
 //!   client, `echo-std check`.
 //!
@@ -29,6 +32,7 @@ pub mod board;
 pub mod check;
 pub mod display;
 pub mod error;
+pub mod loops;
 pub mod stack;
 
 mod clock;
@@ -39,7 +43,8 @@ pub use board::{
 };
 pub use clock::StdClock;
 pub use error::Error;
-pub use stack::{Notifier, StdStack, TcpSocket};
+pub use loops::{LoopsConfig, ServerLoops};
+pub use stack::{Notifier, SharedListener, StdStack, TcpSocket};
 
 pub use echo;
 pub use embedded_nal;

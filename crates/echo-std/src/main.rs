@@ -15,7 +15,8 @@ use echo::{
 };
 use echo_std::stack::{DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT};
 use echo_std::{
-    AsyncStack, Board, Display, DisplayMode, RunError, StdStack, Stopper, ASYNC_MAX_CLIENTS,
+    AsyncStack, Board, Display, DisplayMode, LoopsConfig, RunError, ServerLoops, StdStack, Stopper,
+    ASYNC_MAX_CLIENTS,
 };
 use log::{debug, error, info, trace, warn};
 
@@ -67,6 +68,10 @@ struct ServerArgs {
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_BUFFER_SIZE,
           value_parser = at_least_one)]
     buffer: usize,
+    /// Poll loops, one a thread, sharing the port and --max-clients (each client goes to the
+    /// loop serving the fewest); one display for all.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one)]
+    threads: usize,
     /// Where the OLED is shown: auto (the terminal if stderr is one), terminal, none, png:PATH.
     #[arg(long, value_name = "MODE", default_value = "auto")]
     display: DisplayMode,
@@ -130,6 +135,18 @@ type EchoError = echo::Error<echo_std::Error>;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Server(args) = &cli.command {
+        if args.engine == Engine::Async && args.threads > 1 {
+            let mut command = Cli::command();
+            command.build();
+            command
+                .find_subcommand_mut("server")
+                .expect("the server subcommand")
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "--threads: the async engine runs one loop (--engine nb runs several)",
+                )
+                .exit();
+        }
         if args.engine == Engine::Async && args.max_clients > ASYNC_MAX_CLIENTS {
             let mut command = Cli::command();
             command.build();
@@ -180,38 +197,89 @@ fn start_logging(display: &Display) {
 }
 
 /// Stops the board's loop on SIGINT or SIGTERM: it closes every connection and returns.
+///
+/// The non-blocking loop's stop is handled in the signal itself, not on a thread of its own
+/// as the `ctrlc` crate's is: a process of one thread takes the kernel's and the C library's
+/// single-threaded paths on every system call (no file reference counting in `fdget`, no
+/// cancellation bookkeeping around `recv` and `send`), about 6% of the one loop's CPU at
+/// loopback speed. The async run's stop takes a lock (see [`Stopper::stop`]): a thread
+/// waits for the signals and stops it.
 fn stop_on_signals(stopper: Stopper) {
-    if let Err(e) = ctrlc::set_handler(move || stopper.stop()) {
-        warn!("cannot handle SIGINT/SIGTERM: {e}");
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    if !stopper.is_signal_safe() {
+        match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+            Ok(mut signals) => {
+                std::thread::spawn(move || {
+                    for _ in signals.forever() {
+                        stopper.stop();
+                    }
+                });
+            }
+            Err(e) => warn!("cannot handle SIGINT/SIGTERM: {e}"),
+        }
+        return;
+    }
+    for signal in [SIGINT, SIGTERM] {
+        let stopper = stopper.clone();
+        // SAFETY: `Stopper::stop` of the non-blocking loop stores an atomic and writes an
+        // eventfd (mio's `Waker`): async-signal-safe, no allocation, no lock.
+        #[allow(unsafe_code)]
+        let registered =
+            unsafe { signal_hook::low_level::register(signal, move || stopper.stop()) };
+        if let Err(e) = registered {
+            warn!("cannot handle signal {signal}: {e}");
+        }
     }
 }
 
 fn serve(args: ServerArgs, display: Display) -> Result<(), String> {
+    if args.threads > args.max_clients {
+        return Err(format!(
+            "--threads {} is more than --max-clients {}: every loop needs a client slot",
+            args.threads, args.max_clients
+        ));
+    }
     if args.engine == Engine::Async {
         return serve_async(args, display);
     }
-    let stack = StdStack::new()
-        .map_err(|e| e.to_string())?
-        .with_bind_address(args.bind)
-        .with_backlog(args.backlog);
-    let mut board = Board::new(stack, display);
-    stop_on_signals(board.stopper());
+    let stack = || {
+        StdStack::new().map(|stack| {
+            stack
+                .with_bind_address(args.bind)
+                .with_backlog(args.backlog)
+        })
+    };
     let buffer_size = args
         .max_clients
         .checked_mul(args.buffer)
         .ok_or("--max-clients times --buffer is too large")?;
-    let mut slots: Vec<Slot<_>> = (0..args.max_clients).map(|_| Slot::new()).collect();
-    let mut buffer = vec![0u8; buffer_size];
     let config = ServerConfig::new()
         .with_port(args.port)
         .with_idle_timeout(args.idle_timeout);
-    let mut server = EchoServer::new(config, &mut slots, &mut buffer);
+    let report_received = !matches!(display, Display::None) || log::log_enabled!(log::Level::Trace);
+    let mut board = Board::new(stack().map_err(|e| e.to_string())?, display);
+    stop_on_signals(board.stopper());
     let mut events = ServerEvents::default();
-    board
-        .run(&mut server, &mut Screen::server(), |event| {
-            events.on_event(event)
-        })
-        .map_err(|e| e.to_string())?;
+    let mut on_event = |event: &Event<'_, echo_std::Error>| events.on_event(event);
+    if args.threads == 1 {
+        let mut slots: Vec<Slot<_>> = (0..args.max_clients).map(|_| Slot::new()).collect();
+        let mut buffer = vec![0u8; buffer_size];
+        let mut server = EchoServer::new(config, &mut slots, &mut buffer);
+        board.run(&mut server, &mut Screen::server(), &mut on_event)
+    } else {
+        let loops = LoopsConfig {
+            threads: args.threads,
+            max_clients: args.max_clients,
+            buffer: args.buffer,
+            server: config,
+            report_received,
+        };
+        let notifier = board.stack().notifier();
+        let mut loops = ServerLoops::spawn(loops, stack, notifier).map_err(|e| e.to_string())?;
+        let outcome = board.run(&mut loops, &mut Screen::server(), &mut on_event);
+        loops.take_failure().map_or(outcome, Err)
+    }
+    .map_err(|e| e.to_string())?;
     events.outcome()
 }
 
@@ -250,6 +318,7 @@ impl ServerEvents {
     fn on_event(&mut self, event: &Event<'_, echo_std::Error>) -> ControlFlow<()> {
         log_event(event, "from");
         match event {
+            // Several loops (--threads) each say it: the first is the line.
             Event::Listening { local } if !self.listening => {
                 self.listening = true;
                 // Scripts wait for this line to know the port.
@@ -423,6 +492,8 @@ mod tests {
             "1.5",
             "--buffer",
             "4096",
+            "--threads",
+            "2",
             "--display",
             "png:/tmp/x.png",
         ])
@@ -434,6 +505,7 @@ mod tests {
         assert_eq!(args.backlog, 5);
         assert_eq!(args.idle_timeout, Some(Duration::from_millis(1500)));
         assert_eq!(args.display, DisplayMode::Png("/tmp/x.png".into()));
+        assert_eq!(args.threads, 2);
         assert_eq!(args.engine, Engine::Nb, "the default engine");
         let cli = Cli::try_parse_from(["echo-std", "client", "--host", "localhost"]).unwrap();
         let Command::Client(args) = cli.command else {

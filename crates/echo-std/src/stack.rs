@@ -1,22 +1,46 @@
 //! [`StdStack`]: embedded-nal's TCP traits over non-blocking std sockets, plus a readiness
 //! wait so that a poll loop sleeps instead of spinning.
 //!
-//! Every socket is non-blocking and registered with one [`polling::Poller`] in oneshot mode.
-//! A socket asks for readiness only after an operation on it returned `WouldBlock`
-//! (receive or accept: readable; send or connect: writable), and that wish is dropped once
-//! the readiness has been reported. So [`StdStack::wait`] never wakes for a socket that
-//! always has room to write, nor again and again for data that the owner chose not to read
-//! yet: each wake-up needs a fresh `WouldBlock` first.
+//! Every socket is non-blocking and registered once, edge-triggered, for reading and writing,
+//! with the stack's [`mio::Poll`] (epoll on Linux), as tokio does. The stack keeps what the
+//! poller last said about each socket (a readiness cache): an operation that returns
+//! `WouldBlock` marks the socket not ready for it, and only a readiness event marks it ready
+//! again. So:
+//!
+//! - `receive`, `send` and `accept` on a socket known not to be ready answer `WouldBlock`
+//!   without a system call: a poll loop asks every connection on every pass, and most of
+//!   those calls would find nothing;
+//! - [`StdStack::wait`] is one `epoll_wait` with its own timeout: no re-arming of sockets, no
+//!   timer descriptor, nothing done per wait for sockets that are idle;
+//! - `wait` returns only for what its caller waits for: a socket whose last operation
+//!   returned `WouldBlock` became ready, a connect deadline, a [`Notifier`], the timeout. It
+//!   sleeps on through the other events (a socket that always has room to write, more data
+//!   on a socket its owner chose not to read yet).
+//!
+//! Bytes move between the kernel and the caller in large pieces, whatever the caller's
+//! buffer: `receive` reads up to [`READ_AHEAD`] at once and hands out the rest from memory,
+//! and `send` gathers small sends up to [`SEND_GATHER`] before one `sendto`. A poll loop that echoes a
+//! buffer per connection and pass thus makes one system call per 64 KiB in and per 256 KiB
+//! out, and wakes the peer's reader once per 256 KiB instead of once per buffer.
+//!
+//! mio rather than the `polling` crate: polling's `wait` re-arms its timer descriptor and its
+//! notifier on every call (four system calls besides `epoll_wait`), mio's is `epoll_wait`
+//! alone (timeouts in whole milliseconds, rounded up), and its `Waker` is never drained.
+//!
+//! The stacks of several poll loops on threads can serve one port together through a
+//! [`SharedListener`].
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use embedded_nal::{nb, TcpClientStack, TcpFullStack};
-use polling::{Event, Events, Poller};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
 use crate::Error;
 
@@ -30,12 +54,39 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How old the poller's readiness may be for `receive`, `send` and `accept` to trust it. A
 /// socket whose last operation returned `WouldBlock`, and that the poller has not reported
-/// ready since, answers `WouldBlock` again without a system call: a poll loop asks every
-/// connection and the listener on every pass, and most of those calls would find nothing (an
-/// `accept` that finds nobody even costs the kernel a socket allocation). When the
-/// last look at the poller is older than this, the stack looks again (without waiting) first,
-/// so a loop that keeps making progress and never waits still sees every socket.
+/// ready since, answers `WouldBlock` again without a system call. When the last look at the
+/// poller is older than this, the stack looks again (without waiting) first, so a loop that
+/// keeps making progress and never waits still sees every socket.
 pub const READINESS_REFRESH: Duration = Duration::from_millis(1);
+
+/// How much a `receive` reads from the OS socket at least: a smaller buffer gets the first
+/// bytes, and the next receives the rest without a system call. The echo core reads one
+/// buffer per echo round: with 1 KiB buffers, one `recvfrom` for up to 64 KiB instead of 64,
+/// and the peer's writes are taken off the kernel in large pieces (a larger read-ahead for
+/// 64 KiB buffers only added copying). Flow control is unchanged: the stack reads only for a
+/// `receive`, and only when nothing read ahead is left.
+pub const READ_AHEAD: usize = 64 * 1024;
+
+/// How many bytes given to `send` the stack gathers before it hands them to the kernel in one
+/// system call (from [`SEND_DIRECT`] bytes on, a send goes straight to the kernel). The echo
+/// core sends one buffer per echo round, and each `sendto` wakes the peer's reader again (on
+/// a VM an interrupt to another core each time): with small buffers, one `sendto` for many
+/// rounds. Gathered bytes leave sooner when a `receive` on the socket finds nothing more to
+/// echo, when the stack waits or looks at the poller (at least every [`READINESS_REFRESH`] of
+/// a busy loop), and when the socket closes; `receive` holds the end of stream back until
+/// they have left.
+pub const SEND_GATHER: usize = 256 * 1024;
+
+/// Sends of at least this many bytes go straight to the kernel when nothing is gathered:
+/// copying them costs more than the system calls and wake-ups it saves.
+pub const SEND_DIRECT: usize = 16 * 1024;
+
+/// Whether a short read or a partial write shows that the socket is drained or full, so
+/// that the next operation need not return `WouldBlock` to learn it (a system call saved per
+/// burst, and per round trip of a request and its answer). True where the poller is
+/// edge-triggered and reports every arrival of data or room afterwards (epoll, kqueue), as
+/// tokio assumes; not on Windows.
+const EDGE_ON_SHORT: bool = !cfg!(windows);
 
 /// Flags for every `send`: a reset peer must return `EPIPE`, not kill the process with
 /// `SIGPIPE`.
@@ -46,6 +97,12 @@ const SEND_FLAGS: libc::c_int = 0;
 #[cfg(not(unix))]
 const SEND_FLAGS: i32 = 0;
 
+/// The poller's token of the [`Notifier`]; a socket's token is its slot.
+const NOTIFIED: Token = Token(usize::MAX);
+
+/// Readiness events read per `epoll_wait`; more are read by the next one.
+const EVENTS: usize = 256;
+
 /// A TCP socket of a [`StdStack`]: a handle to a socket that the stack owns.
 ///
 /// Give it back with [`TcpClientStack::close`]; a handle that is merely dropped leaves its
@@ -53,6 +110,8 @@ const SEND_FLAGS: i32 = 0;
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct TcpSocket {
     id: usize,
+    /// Where the stack keeps it (reused after `close`, unlike `id`).
+    slot: usize,
 }
 
 impl TcpSocket {
@@ -65,36 +124,13 @@ impl TcpSocket {
 /// A handle that wakes [`StdStack::wait`] from another thread, e.g. a signal handler's.
 #[derive(Clone, Debug)]
 pub struct Notifier {
-    poller: Arc<Poller>,
+    waker: Arc<Waker>,
 }
 
 impl Notifier {
     /// Makes the current or the next [`StdStack::wait`] return at once.
     pub fn notify(&self) -> io::Result<()> {
-        self.poller.notify()
-    }
-}
-
-/// Which readiness a socket waits for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Interest {
-    readable: bool,
-    writable: bool,
-}
-
-impl Interest {
-    const NONE: Self = Self {
-        readable: false,
-        writable: false,
-    };
-
-    fn event(self, key: usize) -> Event {
-        match (self.readable, self.writable) {
-            (true, true) => Event::all(key),
-            (true, false) => Event::readable(key),
-            (false, true) => Event::writable(key),
-            (false, false) => Event::none(key),
-        }
+        self.waker.wake()
     }
 }
 
@@ -102,40 +138,196 @@ enum State {
     /// Created by `socket()`: the OS socket is made by `bind` or `connect`, which know the
     /// address family.
     Unopened,
+    /// Bound, not yet listening: not registered with the poller.
     Bound(Socket),
-    Listening(Socket),
+    Listening {
+        listener: TcpListener,
+        /// Shared with the stacks of other loops ([`SharedListener`]).
+        shared: bool,
+    },
     Connecting {
-        socket: Socket,
+        stream: TcpStream,
         deadline: Instant,
     },
     Connected {
-        socket: Socket,
+        stream: TcpStream,
         peer: SocketAddr,
+        /// Accepted through a [`SharedListener`], which counts it for this loop.
+        shared: bool,
     },
 }
 
-impl State {
-    fn socket(&self) -> Option<&Socket> {
-        match self {
-            State::Unopened => None,
-            State::Bound(socket)
-            | State::Listening(socket)
-            | State::Connecting { socket, .. }
-            | State::Connected { socket, .. } => Some(socket),
+struct Entry {
+    id: usize,
+    state: State,
+    /// The readiness cache: false from a `WouldBlock` (or a connect in progress) until the
+    /// poller reports the socket ready for reading (accepting), or writing (connecting).
+    readable: bool,
+    writable: bool,
+    /// The poller reported the peer's end of stream, a hang-up or an error: from then on the
+    /// kernel answers at once in that direction, and no further event will come, so a short
+    /// read (partial write) no longer means that the socket is drained (full).
+    read_closed: bool,
+    write_closed: bool,
+    /// Bytes read from the OS socket and not yet received: see [`READ_AHEAD`].
+    read_ahead: ReadAhead,
+    /// Bytes sent and not yet handed to the kernel: see [`SEND_GATHER`].
+    gathered: Gathered,
+}
+
+impl Entry {
+    fn new(id: usize, state: State) -> Self {
+        Entry {
+            id,
+            state,
+            readable: true,
+            writable: true,
+            read_closed: false,
+            write_closed: false,
+            read_ahead: ReadAhead::default(),
+            gathered: Gathered::default(),
+        }
+    }
+
+    /// Hands gathered bytes to the kernel while it takes them (not at all while the socket
+    /// is known to be full); whether any went.
+    fn flush(&mut self) -> io::Result<bool> {
+        let State::Connected { stream, .. } = &self.state else {
+            return Ok(false);
+        };
+        let mut moved = false;
+        while self.gathered.start < self.gathered.bytes.len() && self.writable {
+            let pending = &self.gathered.bytes[self.gathered.start..];
+            match SockRef::from(stream).send_with_flags(pending, SEND_FLAGS) {
+                Ok(sent) => {
+                    moved |= sent > 0;
+                    self.gathered.start += sent;
+                    self.writable &= !(EDGE_ON_SHORT && !self.write_closed && sent < pending.len());
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // The connection is gone; its receive or send reports it.
+                    self.gathered.clear();
+                    self.write_closed = true;
+                    return Err(e);
+                }
+            }
+        }
+        if self.gathered.start == self.gathered.bytes.len() {
+            self.gathered.clear();
+        }
+        Ok(moved)
+    }
+}
+
+impl Entry {
+    /// One `send` system call with `buffer`.
+    fn send_now(&mut self, buffer: &[u8]) -> nb::Result<usize, io::Error> {
+        let State::Connected { stream, .. } = &self.state else {
+            return Err(nb::Error::WouldBlock);
+        };
+        loop {
+            match SockRef::from(stream).send_with_flags(buffer, SEND_FLAGS) {
+                Ok(sent) => {
+                    // Partial: the kernel buffer is full, and the poller will say when it has
+                    // room (no `WouldBlock` call needed to learn it).
+                    self.writable &= !(EDGE_ON_SHORT && !self.write_closed && sent < buffer.len());
+                    return Ok(sent);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    return Err(nb::Error::WouldBlock);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(nb::Error::Other(e)),
+            }
         }
     }
 }
 
-struct Entry {
-    state: State,
-    /// Readiness the socket's owner waits for: set by a `WouldBlock`, cleared when reported.
-    wanted: Interest,
-    /// What the poller is armed with; `None` while no OS socket is registered.
-    armed: Option<Interest>,
+/// Bytes given to `send` that the kernel has not taken yet: `bytes[start..]`.
+#[derive(Default)]
+struct Gathered {
+    bytes: Vec<u8>,
+    start: usize,
+    /// In [`StdStack::gathering`].
+    listed: bool,
+}
+
+impl Gathered {
+    fn pending(&self) -> usize {
+        self.bytes.len() - self.start
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.start = 0;
+    }
+
+    /// Takes what fits of `bytes` (up to [`SEND_GATHER`] pending); how many.
+    fn push(&mut self, bytes: &[u8]) -> usize {
+        if self.start > 0 && self.bytes.len() + bytes.len() > SEND_GATHER {
+            self.bytes.drain(..self.start);
+            self.start = 0;
+        }
+        let room = SEND_GATHER.saturating_sub(self.pending());
+        let taken = bytes.len().min(room);
+        self.bytes.extend_from_slice(&bytes[..taken]);
+        taken
+    }
+}
+
+/// What a receive into a buffer smaller than [`READ_AHEAD`] read beyond that buffer (both
+/// stacks').
+#[derive(Default)]
+pub(crate) struct ReadAhead {
+    /// Allocated by the first such receive.
+    bytes: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl ReadAhead {
+    /// Whether it holds bytes not yet received.
+    pub(crate) fn holds(&self) -> bool {
+        self.start < self.end
+    }
+
+    /// Receives into `buffer` (not empty): what it holds first; else it reads the socket with
+    /// `read`, into itself when `buffer` is smaller than [`READ_AHEAD`] (allocated then),
+    /// straight into `buffer` otherwise. `Ok(0)` only when `read` says end of stream.
+    pub(crate) fn receive(
+        &mut self,
+        buffer: &mut [u8],
+        read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        if self.holds() {
+            return Ok(self.take(buffer));
+        }
+        if buffer.len() >= READ_AHEAD {
+            return read(buffer);
+        }
+        if self.bytes.is_empty() {
+            self.bytes = vec![0; READ_AHEAD];
+        }
+        let received = read(&mut self.bytes)?;
+        self.start = 0;
+        self.end = received;
+        Ok(self.take(buffer))
+    }
+
+    /// Moves what it holds into `buffer`; how many bytes.
+    pub(crate) fn take(&mut self, buffer: &mut [u8]) -> usize {
+        let n = buffer.len().min(self.end - self.start);
+        buffer[..n].copy_from_slice(&self.bytes[self.start..self.start + n]);
+        self.start += n;
+        n
+    }
 }
 
 /// The host's TCP/IP stack: [`TcpClientStack`] and [`TcpFullStack`] over non-blocking std
-/// sockets (socket2), with [`wait`](Self::wait) on their readiness (polling).
+/// sockets (socket2, mio), with [`wait`](Self::wait) on their readiness.
 ///
 /// Unlike a blocking std stack it binds the address it was configured with, listens with a
 /// chosen backlog, connects without blocking and with a timeout, reports IPv4 peers as IPv4,
@@ -143,25 +335,39 @@ struct Entry {
 ///
 /// - `receive`: `WouldBlock` while no data is there, `Ok(0)` only at end of stream, an error
 ///   of kind `PipeClosed` when the connection was reset or broken;
-/// - `send`: may be partial; `WouldBlock` when the kernel buffer is full; `PipeClosed` when
-///   the peer is gone (never `SIGPIPE`);
+/// - `send`: may be partial; `WouldBlock` when the stack's and the kernel's buffers are full;
+///   `PipeClosed` when the peer is gone (never `SIGPIPE`). The stack gathers small sends
+///   ([`SEND_GATHER`]): they reach the kernel when enough are there, when a `receive` on the
+///   same socket finds nothing, when the stack waits or looks at the poller (at least every
+///   [`READINESS_REFRESH`] of a loop that never waits), or when the socket closes. A caller
+///   that sends and then neither receives nor waits must call [`wait`](Self::wait) (with
+///   a zero timeout, say) for its bytes to leave;
 /// - `accept`: `WouldBlock` while nobody waits; a client that vanished before being accepted
 ///   is skipped, not reported;
 /// - `connect`: `WouldBlock` while in progress, then `Ok(())`, or an error of kind `Other`
 ///   on refusal or after the connect timeout.
 pub struct StdStack {
-    poller: Arc<Poller>,
+    poll: Poll,
     events: Events,
-    sockets: HashMap<usize, Entry>,
+    waker: Arc<Waker>,
+    /// Sockets by slot; a closed socket's slot is reused.
+    sockets: Vec<Option<Entry>>,
+    free: Vec<usize>,
     next_id: usize,
+    /// The deadlines of the connects in progress, by socket id.
+    connecting: Vec<(usize, Instant)>,
+    /// Slots of the sockets that have gathered bytes to send.
+    gathering: Vec<usize>,
     bind_address: IpAddr,
     backlog: u32,
     connect_timeout: Duration,
     nodelay: bool,
+    shared: Option<(SharedListener, usize)>,
     /// When the poller's readiness was last read.
     refreshed: Instant,
     /// A look at the poller in the middle of a pass (see [`READINESS_REFRESH`]) found sockets
-    /// ready, possibly ones the pass had already visited: the next `wait` must not sleep.
+    /// ready, possibly ones the pass had already visited, or the notifier: the next `wait`
+    /// must not sleep.
     ready_unseen: bool,
 }
 
@@ -169,16 +375,23 @@ impl StdStack {
     /// A stack that binds `0.0.0.0`, listens with a backlog of [`DEFAULT_BACKLOG`] and gives
     /// connects [`DEFAULT_CONNECT_TIMEOUT`].
     pub fn new() -> Result<Self, Error> {
-        let poller = Poller::new().map_err(|e| Error::new("create the readiness poller", e))?;
+        let poll = Poll::new().map_err(|e| Error::new("create the readiness poller", e))?;
+        let waker = Waker::new(poll.registry(), NOTIFIED)
+            .map_err(|e| Error::new("create the readiness poller", e))?;
         Ok(Self {
-            poller: Arc::new(poller),
-            events: Events::new(),
-            sockets: HashMap::new(),
+            poll,
+            events: Events::with_capacity(EVENTS),
+            waker: Arc::new(waker),
+            sockets: Vec::new(),
+            free: Vec::new(),
             next_id: 0,
+            connecting: Vec::new(),
+            gathering: Vec::new(),
             bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             backlog: DEFAULT_BACKLOG,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             nodelay: false,
+            shared: None,
             refreshed: Instant::now(),
             ready_unseen: false,
         })
@@ -213,6 +426,21 @@ impl StdStack {
         self
     }
 
+    /// Makes this stack the loop `index` of `shared`: its listening socket is the one of all
+    /// the loops, and what it accepts goes to the loop that serves the fewest clients.
+    ///
+    /// # Panics
+    /// If `index` is not one of `shared`'s loops, or another stack took it already.
+    pub fn with_shared_listener(mut self, shared: SharedListener, index: usize) -> Self {
+        let taken = shared.inner.loops[index]
+            .waker
+            .set(Arc::clone(&self.waker))
+            .is_err();
+        assert!(!taken, "loop {index} of the shared listener is taken");
+        self.shared = Some((shared, index));
+        self
+    }
+
     /// The address that `bind` uses.
     pub fn bind_address(&self) -> IpAddr {
         self.bind_address
@@ -221,20 +449,23 @@ impl StdStack {
     /// A handle that wakes [`wait`](Self::wait) from another thread.
     pub fn notifier(&self) -> Notifier {
         Notifier {
-            poller: Arc::clone(&self.poller),
+            waker: Arc::clone(&self.waker),
         }
     }
 
     /// The local address of a bound, listening or connected socket: after binding port 0,
     /// the port that the system chose.
     pub fn local_addr(&self, socket: &TcpSocket) -> Result<SocketAddr, Error> {
-        let entry = self.entry(socket)?;
-        let os = entry
-            .state
-            .socket()
-            .ok_or_else(|| Error::new("local address", io::ErrorKind::NotConnected.into()))?;
-        os.local_addr()
-            .map(|address| to_std(&address))
+        let local = match &self.entry(socket)?.state {
+            State::Unopened => Err(io::ErrorKind::NotConnected.into()),
+            State::Bound(os) => os.local_addr().map(|address| to_std(&address)),
+            State::Listening { listener, .. } => listener.local_addr(),
+            State::Connecting { stream, .. } | State::Connected { stream, .. } => {
+                stream.local_addr()
+            }
+        };
+        local
+            .map(unmapped)
             .map_err(|e| Error::new("local address", e))
     }
 
@@ -263,110 +494,193 @@ impl StdStack {
     /// Call it only after a pass over all sockets made no progress: readiness that was
     /// reported once is not reported again until an operation returns `WouldBlock` anew.
     pub fn wait(&mut self, timeout: Option<Duration>) -> Result<usize, Error> {
-        let timeout = match core::mem::take(&mut self.ready_unseen) {
-            true => Some(Duration::ZERO),
-            false => timeout,
-        };
-        self.read_readiness(timeout)
+        let now = Instant::now();
+        let mut deadline = timeout.and_then(|timeout| now.checked_add(timeout));
+        if let Some(connect) = self.connecting.iter().map(|&(_, deadline)| deadline).min() {
+            deadline = Some(deadline.map_or(connect, |d| d.min(connect)));
+        }
+        // Bytes that left free room a send was refused for: the loop has work.
+        if core::mem::take(&mut self.ready_unseen) | self.flush_gathered() {
+            deadline = Some(now);
+        }
+        loop {
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let (ready, notified) = self.read_readiness(remaining)?;
+            let due = deadline.is_some_and(|d| self.refreshed >= d);
+            if ready > 0 || notified || due {
+                return Ok(ready);
+            }
+            // Only events nobody waits for: sleep on.
+        }
     }
 
-    /// Arms the poller with what each socket waits for and reads what is ready, waiting up to
-    /// `timeout`.
-    fn read_readiness(&mut self, timeout: Option<Duration>) -> Result<usize, Error> {
-        let now = Instant::now();
-        let connect_deadline = self
-            .sockets
-            .values()
-            .filter_map(|entry| match entry.state {
-                State::Connecting { deadline, .. } => Some(deadline.saturating_duration_since(now)),
-                _ => None,
-            })
-            .min();
-        let timeout = match (timeout, connect_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        for (&id, entry) in &mut self.sockets {
-            let Some(os) = entry.state.socket() else {
-                continue;
-            };
-            if entry.armed != Some(entry.wanted) {
-                self.poller
-                    .modify(os, entry.wanted.event(id))
-                    .map_err(|e| Error::new("arm the readiness poller", e))?;
-                entry.armed = Some(entry.wanted);
-            }
-        }
-        self.events.clear();
-        let ready = self
-            .poller
-            .wait(&mut self.events, timeout)
-            .map_err(|e| Error::new("wait for socket readiness", e))?;
-        for event in self.events.iter() {
-            if let Some(entry) = self.sockets.get_mut(&event.key) {
-                // Oneshot: the poller disarmed this socket when it reported it.
-                entry.armed = Some(Interest::NONE);
-                entry.wanted.readable &= !event.readable;
-                entry.wanted.writable &= !event.writable;
-            }
+    /// Reads what the poller has, waiting up to `timeout`: how many sockets became ready for
+    /// something they were known not to be ready for, and whether the notifier was called.
+    fn read_readiness(&mut self, timeout: Option<Duration>) -> Result<(usize, bool), Error> {
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            // A signal: the caller looks at the time and waits again if need be.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::new("wait for socket readiness", e)),
         }
         self.refreshed = Instant::now();
-        Ok(ready)
+        let mut ready = 0;
+        let mut notified = false;
+        for event in self.events.iter() {
+            if event.token() == NOTIFIED {
+                notified = true;
+                continue;
+            }
+            let Some(Some(entry)) = self.sockets.get_mut(event.token().0) else {
+                continue;
+            };
+            // An error or a hang-up is for the next operation to report, whichever it is.
+            let failed = event.is_error();
+            let readable = event.is_readable() || event.is_read_closed() || failed;
+            let writable = event.is_writable() || event.is_write_closed() || failed;
+            if (readable && !entry.readable) || (writable && !entry.writable) {
+                ready += 1;
+            }
+            entry.readable |= readable;
+            entry.writable |= writable;
+            entry.read_closed |= event.is_read_closed() || failed;
+            entry.write_closed |= event.is_write_closed() || failed;
+        }
+        Ok((ready, notified))
     }
 
-    /// Whether socket `id` is still known not to be ready for reading (`readable`) or
-    /// writing, without a system call on it: see [`READINESS_REFRESH`].
-    fn known_blocked(&mut self, id: usize, readable: bool) -> Result<bool, Error> {
+    /// Whether `socket` is still known not to be ready for reading (`readable`) or writing,
+    /// without a system call on it: see [`READINESS_REFRESH`].
+    fn known_blocked(&mut self, socket: &TcpSocket, readable: bool) -> Result<bool, Error> {
         let blocked = |stack: &Self| {
-            stack.sockets.get(&id).is_some_and(|entry| {
-                if readable {
-                    entry.wanted.readable
-                } else {
-                    entry.wanted.writable
-                }
+            stack.entry(socket).is_ok_and(|entry| match readable {
+                true => !entry.readable,
+                false => !entry.writable,
             })
         };
         if !blocked(self) {
             return Ok(false);
         }
-        if self.refreshed.elapsed() >= READINESS_REFRESH
-            && self.read_readiness(Some(Duration::ZERO))? > 0
-        {
-            self.ready_unseen = true;
+        if self.refreshed.elapsed() >= READINESS_REFRESH {
+            let flushed = self.flush_gathered();
+            let (ready, notified) = self.read_readiness(Some(Duration::ZERO))?;
+            self.ready_unseen |= ready > 0 || notified || flushed;
         }
         Ok(blocked(self))
     }
 
-    fn entry(&self, socket: &TcpSocket) -> Result<&Entry, Error> {
-        self.sockets.get(&socket.id).ok_or_else(|| unknown(socket))
+    /// A receive found nothing: what was gathered to send on the socket leaves now (the
+    /// echo of this burst is complete). `WouldBlock`, for the receive to return.
+    fn nothing_to_receive(&mut self, socket: &TcpSocket) -> nb::Error<Error> {
+        if let Ok(entry) = self.entry_mut(socket) {
+            // A failure is the next operation's to report.
+            let _ = entry.flush();
+        }
+        nb::Error::WouldBlock
     }
 
-    fn adopt(&mut self, socket: Socket, peer: SocketAddr) -> io::Result<TcpSocket> {
-        socket.set_nonblocking(true)?;
-        if self.nodelay {
-            socket.set_tcp_nodelay(true)?;
+    /// Hands every socket's gathered bytes to the kernel, as far as it takes them; whether
+    /// any went. A socket that failed reports it at its next operation.
+    fn flush_gathered(&mut self) -> bool {
+        let mut moved = false;
+        let sockets = &mut self.sockets;
+        self.gathering.retain(|&slot| {
+            let Some(Some(entry)) = sockets.get_mut(slot) else {
+                return false;
+            };
+            moved |= entry.flush().unwrap_or(false);
+            entry.gathered.listed = entry.gathered.pending() > 0;
+            entry.gathered.listed
+        });
+        moved
+    }
+
+    fn entry(&self, socket: &TcpSocket) -> Result<&Entry, Error> {
+        match self.sockets.get(socket.slot) {
+            Some(Some(entry)) if entry.id == socket.id => Ok(entry),
+            _ => Err(unknown(socket)),
+        }
+    }
+
+    fn entry_mut(&mut self, socket: &TcpSocket) -> Result<&mut Entry, Error> {
+        entry_mut(&mut self.sockets, socket)
+    }
+
+    /// Keeps `state` in a free slot and registers its OS socket there.
+    fn insert(&mut self, mut state: State) -> io::Result<TcpSocket> {
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.sockets.push(None);
+                self.sockets.len() - 1
+            }
+        };
+        if let Err(e) = register(&self.poll, &mut state, slot) {
+            self.free.push(slot);
+            return Err(e);
         }
         let id = self.next_id;
-        register(&self.poller, id, &socket)?;
         self.next_id += 1;
-        self.sockets.insert(
-            id,
-            Entry {
-                state: State::Connected { socket, peer },
-                wanted: Interest::NONE,
-                armed: Some(Interest::NONE),
-            },
-        );
-        Ok(TcpSocket { id })
+        self.sockets[slot] = Some(Entry::new(id, state));
+        Ok(TcpSocket { id, slot })
+    }
+
+    fn adopt(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        shared: bool,
+    ) -> io::Result<TcpSocket> {
+        if self.nodelay {
+            stream.set_nodelay(true)?;
+        }
+        self.insert(State::Connected {
+            stream,
+            peer,
+            shared,
+        })
+    }
+
+    /// Lets go of an OS socket: out of the poller, out of the shared listener's counts.
+    fn release(&mut self, id: usize, state: State) -> io::Result<()> {
+        let registry = self.poll.registry();
+        match state {
+            State::Unopened | State::Bound(_) => Ok(()),
+            State::Listening {
+                mut listener,
+                shared,
+            } => {
+                if shared {
+                    if let Some((shared, _)) = &self.shared {
+                        shared.detach();
+                    }
+                }
+                registry.deregister(&mut listener)
+            }
+            State::Connecting { mut stream, .. } => {
+                self.connecting.retain(|&(connecting, _)| connecting != id);
+                registry.deregister(&mut stream)
+            }
+            State::Connected {
+                mut stream, shared, ..
+            } => {
+                if shared {
+                    if let Some((shared, index)) = &self.shared {
+                        shared.closed(*index);
+                    }
+                }
+                registry.deregister(&mut stream)
+            }
+        }
     }
 }
 
 impl Drop for StdStack {
     fn drop(&mut self) {
-        for entry in self.sockets.values() {
-            if let Some(os) = entry.state.socket() {
-                let _ = self.poller.delete(os);
-            }
+        // The poller goes with the stack; what the shared listener counts must not.
+        let entries: Vec<Entry> = self.sockets.iter_mut().filter_map(Option::take).collect();
+        for entry in entries {
+            let _ = self.release(entry.id, entry.state);
         }
     }
 }
@@ -374,38 +688,55 @@ impl Drop for StdStack {
 impl core::fmt::Debug for StdStack {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("StdStack")
-            .field("sockets", &self.sockets.len())
+            .field("sockets", &(self.sockets.len() - self.free.len()))
             .field("bind_address", &self.bind_address)
             .field("backlog", &self.backlog)
             .field("connect_timeout", &self.connect_timeout)
             .field("nodelay", &self.nodelay)
+            .field("shared", &self.shared)
             .finish_non_exhaustive()
     }
 }
 
-fn register(poller: &Poller, id: usize, socket: &Socket) -> io::Result<()> {
-    // SAFETY: every registered socket is owned by `StdStack::sockets` and deleted from the
-    // poller before it is dropped: in `close`, after a failed connect, and in `Drop`.
-    #[allow(unsafe_code)]
-    unsafe {
-        poller.add(socket, Event::none(id))
+fn entry_mut<'a>(
+    sockets: &'a mut [Option<Entry>],
+    socket: &TcpSocket,
+) -> Result<&'a mut Entry, Error> {
+    match sockets.get_mut(socket.slot) {
+        Some(Some(entry)) if entry.id == socket.id => Ok(entry),
+        _ => Err(unknown(socket)),
     }
 }
 
-fn open(poller: &Poller, id: usize, address: SocketAddr) -> io::Result<Socket> {
-    let socket = nonblocking(address)?;
-    register(poller, id, &socket)?;
-    Ok(socket)
+/// Registers the OS socket of `state` (if it has one the poller can watch) under `slot`:
+/// once, edge-triggered, for both directions.
+fn register(poll: &Poll, state: &mut State, slot: usize) -> io::Result<()> {
+    let registry = poll.registry();
+    let interest = Interest::READABLE | Interest::WRITABLE;
+    match state {
+        State::Unopened | State::Bound(_) => Ok(()),
+        State::Listening { listener, .. } => registry.register(listener, Token(slot), interest),
+        State::Connecting { stream, .. } | State::Connected { stream, .. } => {
+            registry.register(stream, Token(slot), interest)
+        }
+    }
 }
 
 /// A non-blocking TCP socket of `address`'s family.
-fn nonblocking(address: SocketAddr) -> io::Result<Socket> {
+fn open(address: SocketAddr) -> io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(address),
         Type::STREAM,
         Some(Protocol::TCP),
     )?;
     socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// A listening socket on `address`.
+fn listening(address: SocketAddr, backlog: u32) -> io::Result<Socket> {
+    let socket = bound(address)?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     Ok(socket)
 }
 
@@ -449,7 +780,7 @@ pub(crate) fn unmapped(address: SocketAddr) -> SocketAddr {
 /// A non-blocking TCP socket bound to `address`, ready to listen: how both stacks' listeners
 /// start.
 pub(crate) fn bound(address: SocketAddr) -> io::Result<Socket> {
-    let socket = nonblocking(address)?;
+    let socket = open(address)?;
     // Servers restarted right away must be able to bind again: other OSes than Windows keep
     // the port in TIME_WAIT otherwise.
     #[cfg(unix)]
@@ -537,54 +868,44 @@ impl TcpClientStack for StdStack {
     type Error = Error;
 
     fn socket(&mut self) -> Result<TcpSocket, Error> {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.sockets.insert(
-            id,
-            Entry {
-                state: State::Unopened,
-                wanted: Interest::NONE,
-                armed: None,
-            },
-        );
-        Ok(TcpSocket { id })
+        self.insert(State::Unopened)
+            .map_err(|e| Error::new("create a socket", e))
     }
 
     fn connect(&mut self, socket: &mut TcpSocket, remote: SocketAddr) -> nb::Result<(), Error> {
         let operation = || format!("connect to {remote}");
-        let entry = self
-            .sockets
-            .get_mut(&socket.id)
-            .ok_or_else(|| unknown(socket))?;
-        let outcome = match &entry.state {
+        let entry = entry_mut(&mut self.sockets, socket)?;
+        let stream = match &entry.state {
             State::Unopened => {
-                let os = open(&self.poller, socket.id, remote)
-                    .map_err(|e| Error::new(operation(), e))?;
-                entry.armed = Some(Interest::NONE);
+                let os = open(remote).map_err(|e| Error::new(operation(), e))?;
                 match os.connect(&remote.into()) {
-                    Ok(()) => Ok(os),
+                    Ok(()) => {
+                        let mut stream = TcpStream::from_std(os.into());
+                        register_stream(&self.poll, &mut stream, socket.slot)
+                            .map_err(|e| Error::new(operation(), e))?;
+                        stream
+                    }
                     Err(e) if is_in_progress(&e) => {
-                        entry.state = State::Connecting {
-                            socket: os,
-                            deadline: Instant::now() + self.connect_timeout,
-                        };
-                        entry.wanted.writable = true;
+                        let deadline = Instant::now() + self.connect_timeout;
+                        let mut stream = TcpStream::from_std(os.into());
+                        register_stream(&self.poll, &mut stream, socket.slot)
+                            .map_err(|e| Error::new(operation(), e))?;
+                        entry.state = State::Connecting { stream, deadline };
+                        entry.writable = false;
+                        self.connecting.push((socket.id, deadline));
                         return Err(nb::Error::WouldBlock);
                     }
-                    Err(e) => Err((os, e)),
+                    Err(e) => return Err(nb::Error::Other(Error::new(operation(), e))),
                 }
             }
-            State::Connecting {
-                socket: os,
-                deadline,
-            } => {
-                let failure = match os.take_error() {
+            State::Connecting { stream, deadline } => {
+                let failure = match stream.take_error() {
                     Ok(Some(e)) | Err(e) => Some(e),
-                    Ok(None) => match os.peer_addr() {
+                    Ok(None) => match stream.peer_addr() {
                         Ok(_) => None,
                         Err(e) if e.kind() == io::ErrorKind::NotConnected => {
                             if Instant::now() < *deadline {
-                                entry.wanted.writable = true;
+                                entry.writable = false;
                                 return Err(nb::Error::WouldBlock);
                             }
                             Some(io::Error::new(
@@ -595,187 +916,473 @@ impl TcpClientStack for StdStack {
                         Err(e) => Some(e),
                     },
                 };
-                let State::Connecting { socket: os, .. } =
+                let State::Connecting { mut stream, .. } =
                     core::mem::replace(&mut entry.state, State::Unopened)
                 else {
                     unreachable!("matched Connecting above");
                 };
-                entry.wanted = Interest::NONE;
-                match failure {
-                    None => Ok(os),
-                    Some(e) => Err((os, e)),
+                entry.readable = true;
+                entry.writable = true;
+                self.connecting.retain(|&(id, _)| id != socket.id);
+                if let Some(e) = failure {
+                    // Back to Unopened, so that connect may be tried again on this socket.
+                    let _ = self.poll.registry().deregister(&mut stream);
+                    return Err(nb::Error::Other(Error::new(operation(), e)));
                 }
+                stream
             }
             State::Connected { .. } => return Ok(()),
-            State::Bound(_) | State::Listening(_) => {
+            State::Bound(_) | State::Listening { .. } => {
                 return Err(nb::Error::Other(wrong_state(operation())))
             }
         };
-        match outcome {
-            Ok(os) => {
-                if self.nodelay {
-                    let _ = os.set_tcp_nodelay(true);
-                }
-                entry.state = State::Connected {
-                    socket: os,
-                    peer: remote,
-                };
-                Ok(())
-            }
-            Err((os, e)) => {
-                // Back to Unopened, so that connect may be tried again on this socket.
-                let _ = self.poller.delete(&os);
-                entry.state = State::Unopened;
-                entry.armed = None;
-                Err(nb::Error::Other(Error::new(operation(), e)))
-            }
+        if self.nodelay {
+            let _ = stream.set_nodelay(true);
         }
+        entry.state = State::Connected {
+            stream,
+            peer: remote,
+            shared: false,
+        };
+        Ok(())
     }
 
+    /// Gathers the bytes, up to [`SEND_GATHER`], and hands them to the kernel once that many
+    /// are there (or sooner: see [`SEND_GATHER`]). `WouldBlock` when the stack holds that
+    /// many and the kernel takes none.
     fn send(&mut self, socket: &mut TcpSocket, buffer: &[u8]) -> nb::Result<usize, Error> {
-        if self.known_blocked(socket.id, false)? {
-            return Err(nb::Error::WouldBlock);
-        }
-        let entry = self
-            .sockets
-            .get_mut(&socket.id)
-            .ok_or_else(|| unknown(socket))?;
-        let (os, peer) = match &entry.state {
-            State::Connected { socket, peer } => (socket, *peer),
+        let entry = self.entry_mut(socket)?;
+        let peer = match &entry.state {
+            State::Connected { peer, .. } => *peer,
             State::Connecting { .. } => return Err(nb::Error::WouldBlock),
             _ => return Err(nb::Error::Other(wrong_state("send".into()))),
         };
         if buffer.is_empty() {
             return Ok(0);
         }
-        loop {
-            match os.send_with_flags(buffer, SEND_FLAGS) {
-                Ok(sent) => return Ok(sent),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    entry.wanted.writable = true;
+        let failed = |e| nb::Error::Other(Error::new(format!("send to {peer}"), e));
+        // Nothing gathered, and a buffer as big as a gathering (nothing to gain by copying it)
+        // or a socket the poller saw fail (let the kernel say how): straight to the kernel.
+        if entry.gathered.pending() == 0 && (buffer.len() >= SEND_DIRECT || entry.write_closed) {
+            if self.known_blocked(socket, false)? {
+                return Err(nb::Error::WouldBlock);
+            }
+            return self
+                .entry_mut(socket)?
+                .send_now(buffer)
+                .map_err(|e| match e {
+                    nb::Error::WouldBlock => nb::Error::WouldBlock,
+                    nb::Error::Other(e) => failed(e),
+                });
+        }
+        if entry.gathered.pending() + buffer.len() > SEND_GATHER {
+            entry.flush().map_err(failed)?;
+        }
+        let taken = entry.gathered.push(buffer);
+        if entry.gathered.pending() >= SEND_GATHER {
+            entry.flush().map_err(failed)?;
+        }
+        if entry.gathered.pending() > 0 && !entry.gathered.listed {
+            entry.gathered.listed = true;
+            self.gathering.push(socket.slot);
+        }
+        match taken {
+            0 => {
+                if self.known_blocked(socket, false)? {
                     return Err(nb::Error::WouldBlock);
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(nb::Error::Other(Error::new(format!("send to {peer}"), e))),
+                // Room came since: try again.
+                self.send(socket, buffer)
             }
+            taken => Ok(taken),
         }
     }
 
     /// Receives into `buffer`; an empty `buffer` receives nothing and returns `WouldBlock`
     /// (never `Ok(0)`, which means end of stream).
     fn receive(&mut self, socket: &mut TcpSocket, buffer: &mut [u8]) -> nb::Result<usize, Error> {
-        if self.known_blocked(socket.id, true)? {
-            return Err(nb::Error::WouldBlock);
+        if let Ok(entry) = self.entry_mut(socket) {
+            if entry.read_ahead.holds() && !buffer.is_empty() {
+                return Ok(entry.read_ahead.take(buffer));
+            }
         }
-        let entry = self
-            .sockets
-            .get_mut(&socket.id)
-            .ok_or_else(|| unknown(socket))?;
-        let (mut os, peer) = match &entry.state {
-            State::Connected { socket, peer } => (socket, *peer),
+        if self.known_blocked(socket, true)? {
+            return Err(self.nothing_to_receive(socket));
+        }
+        let entry = self.entry_mut(socket)?;
+        let (mut stream, peer) = match &entry.state {
+            State::Connected { stream, peer, .. } => (stream, *peer),
             State::Connecting { .. } => return Err(nb::Error::WouldBlock),
             _ => return Err(nb::Error::Other(wrong_state("receive".into()))),
         };
         if buffer.is_empty() {
             return Err(nb::Error::WouldBlock);
         }
-        loop {
-            match os.read(buffer) {
-                Ok(received) => return Ok(received),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    entry.wanted.readable = true;
-                    return Err(nb::Error::WouldBlock);
-                }
+        let direct = buffer.len() >= READ_AHEAD;
+        if !direct && entry.read_ahead.bytes.is_empty() {
+            entry.read_ahead.bytes = vec![0; READ_AHEAD];
+        }
+        let target = match direct {
+            true => &mut *buffer,
+            false => &mut entry.read_ahead.bytes[..],
+        };
+        let asked = target.len();
+        let outcome = loop {
+            match stream.read(target) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(nb::Error::Other(Error::new(
-                        format!("receive from {peer}"),
-                        e,
-                    )))
-                }
+                outcome => break outcome,
             }
+        };
+        match outcome {
+            Ok(received) => {
+                // Short: the socket is drained, and the poller will say when more comes.
+                entry.readable &=
+                    !(EDGE_ON_SHORT && !entry.read_closed && received > 0 && received < asked);
+                if received == 0 && entry.gathered.pending() > 0 {
+                    // The end of stream waits for the echo gathered before it; what the
+                    // kernel does not take now leaves when the poller says it has room.
+                    let _ = entry.flush();
+                    if entry.gathered.pending() > 0 {
+                        return Err(nb::Error::WouldBlock);
+                    }
+                }
+                if direct {
+                    return Ok(received);
+                }
+                entry.read_ahead.start = 0;
+                entry.read_ahead.end = received;
+                // At end of stream this is Ok(0), as it must be.
+                Ok(entry.read_ahead.take(buffer))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                entry.readable = false;
+                Err(self.nothing_to_receive(socket))
+            }
+            Err(e) => Err(nb::Error::Other(Error::new(
+                format!("receive from {peer}"),
+                e,
+            ))),
         }
     }
 
+    /// Sends what is gathered as far as the kernel takes it; the rest is dropped with the
+    /// socket.
     fn close(&mut self, socket: TcpSocket) -> Result<(), Error> {
-        let entry = self
-            .sockets
-            .remove(&socket.id)
-            .ok_or_else(|| unknown(&socket))?;
-        if let Some(os) = entry.state.socket() {
-            self.poller.delete(os).map_err(|e| Error::new("close", e))?;
-        }
-        Ok(())
+        self.entry(&socket)?;
+        let Some(mut entry) = self.sockets[socket.slot].take() else {
+            unreachable!("found above");
+        };
+        entry.writable = true;
+        let _ = entry.flush();
+        self.free.push(socket.slot);
+        self.release(entry.id, entry.state)
+            .map_err(|e| Error::new("close", e))
     }
 }
 
+fn register_stream(poll: &Poll, stream: &mut TcpStream, slot: usize) -> io::Result<()> {
+    poll.registry()
+        .register(stream, Token(slot), Interest::READABLE | Interest::WRITABLE)
+}
+
 impl TcpFullStack for StdStack {
+    /// Binds the configured address. With a [`SharedListener`], the first loop to bind a port
+    /// also listens, and the others share its socket from then on: `listen` finds it
+    /// listening.
     fn bind(&mut self, socket: &mut TcpSocket, local_port: u16) -> Result<(), Error> {
         let address = SocketAddr::new(self.bind_address, local_port);
         let operation = || format!("bind {address}");
         if !matches!(self.entry(socket)?.state, State::Unopened) {
             return Err(wrong_state(operation()));
         }
-        let os = bound(address).map_err(|e| Error::new(operation(), e))?;
-        register(&self.poller, socket.id, &os).map_err(|e| Error::new(operation(), e))?;
-        let entry = self
-            .sockets
-            .get_mut(&socket.id)
-            .ok_or_else(|| unknown(socket))?;
-        entry.state = State::Bound(os);
-        entry.armed = Some(Interest::NONE);
+        let state = match &self.shared {
+            Some((shared, _)) => {
+                let listener = shared
+                    .listener(local_port, address, self.backlog)
+                    .map_err(|e| Error::new(operation(), e))?;
+                let mut state = State::Listening {
+                    listener: TcpListener::from_std(listener),
+                    shared: true,
+                };
+                if let Err(e) = register(&self.poll, &mut state, socket.slot) {
+                    shared.detach();
+                    return Err(Error::new(operation(), e));
+                }
+                state
+            }
+            None => {
+                let os = bound(address).map_err(|e| Error::new(operation(), e))?;
+                State::Bound(os)
+            }
+        };
+        let entry = self.entry_mut(socket)?;
+        entry.state = state;
+        entry.readable = true;
         Ok(())
     }
 
     fn listen(&mut self, socket: &mut TcpSocket) -> Result<(), Error> {
-        let entry = self
-            .sockets
-            .get_mut(&socket.id)
-            .ok_or_else(|| unknown(socket))?;
-        let State::Bound(os) = &entry.state else {
-            return Err(wrong_state("listen".into()));
-        };
-        listen(os, self.backlog)?;
+        let entry = entry_mut(&mut self.sockets, socket)?;
+        match &entry.state {
+            State::Listening { shared: true, .. } => return Ok(()),
+            State::Bound(os) => listen(os, self.backlog)?,
+            _ => return Err(wrong_state("listen".into())),
+        }
         let State::Bound(os) = core::mem::replace(&mut entry.state, State::Unopened) else {
             unreachable!("matched Bound above");
         };
-        entry.state = State::Listening(os);
+        let mut state = State::Listening {
+            listener: TcpListener::from_std(os.into()),
+            shared: false,
+        };
+        register(&self.poll, &mut state, socket.slot).map_err(|e| Error::new("listen", e))?;
+        entry.state = state;
         Ok(())
     }
 
+    /// Accepts the next client. With a [`SharedListener`], a client that another loop
+    /// accepted for this one comes first; a client that this loop accepts goes to the loop
+    /// that serves the fewest (this one when it is among them).
     fn accept(&mut self, socket: &mut TcpSocket) -> nb::Result<(TcpSocket, SocketAddr), Error> {
-        if self.known_blocked(socket.id, true)? {
-            return Err(nb::Error::WouldBlock);
-        }
-        let entry = self
-            .sockets
-            .get_mut(&socket.id)
-            .ok_or_else(|| unknown(socket))?;
-        let State::Listening(listener) = &mut entry.state else {
-            return Err(nb::Error::Other(wrong_state("accept".into())));
+        let shared = match &self.entry(socket)?.state {
+            State::Listening { shared: true, .. } => self.shared.clone(),
+            _ => None,
         };
-        let (client, address) = loop {
-            match listener.accept() {
-                Ok(accepted) => break accepted,
+        if let Some((shared, index)) = &shared {
+            if let Some((stream, peer)) = shared.take_handed(*index) {
+                return self
+                    .adopt(stream, peer, true)
+                    .map(|accepted| (accepted, peer))
+                    .map_err(|e| nb::Error::Other(Error::new(format!("accept {peer}"), e)));
+            }
+        }
+        loop {
+            if self.known_blocked(socket, true)? {
+                return Err(nb::Error::WouldBlock);
+            }
+            let entry = self.entry_mut(socket)?;
+            let State::Listening { listener, .. } = &entry.state else {
+                return Err(nb::Error::Other(wrong_state("accept".into())));
+            };
+            let (stream, address) = match listener.accept() {
+                Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    entry.wanted.readable = true;
+                    entry.readable = false;
                     return Err(nb::Error::WouldBlock);
                 }
                 Err(e) if is_transient_accept_error(&e) => continue,
                 Err(e) => return Err(nb::Error::Other(Error::new("accept", e))),
+            };
+            let peer = unmapped(address);
+            if let Some((shared, index)) = &shared {
+                if let Some(stream) = shared.place(*index, stream, peer) {
+                    return self
+                        .adopt(stream, peer, true)
+                        .map(|accepted| (accepted, peer))
+                        .map_err(|e| nb::Error::Other(Error::new(format!("accept {peer}"), e)));
+                }
+                // Handed to a loop that serves fewer clients: look for another one.
+                continue;
             }
-        };
-        let peer = to_std(&address);
-        let accepted = self
-            .adopt(client, peer)
-            .map_err(|e| Error::new(format!("accept {peer}"), e))?;
-        Ok((accepted, peer))
+            return self
+                .adopt(stream, peer, false)
+                .map(|accepted| (accepted, peer))
+                .map_err(|e| nb::Error::Other(Error::new(format!("accept {peer}"), e)));
+        }
     }
+}
+
+/// One listening socket for the stacks of several poll loops, one loop a thread, that serve
+/// one port together (`echo-std server --threads N`).
+///
+/// Each loop's [`StdStack`] ([`StdStack::with_shared_listener`]) binds and listens as usual:
+/// the first creates the socket, the others share it, each with its own registration. Any
+/// loop with a free client slot accepts; a client it accepts goes to the loop that serves the
+/// fewest clients and still has room (through a queue and that loop's [`Notifier`]), so that
+/// the loops share the work evenly and every slot of every loop is used before a client
+/// waits in the backlog. The slots of a loop are its `capacity`: their sum is the server's
+/// `--max-clients`.
+///
+/// Why one socket and not one per loop with `SO_REUSEPORT`: the kernel spreads connections
+/// over such sockets by a hash of their addresses, whatever the loops' load. Eight
+/// connections then often land five to three or six to two, so one loop does most of the
+/// work; and a client can wait in the backlog of a full loop while another has free slots,
+/// so `--max-clients` would no longer be the number of clients served at once. Handing over
+/// costs a lock and a wake-up per connection, never anything per byte.
+#[derive(Clone)]
+pub struct SharedListener {
+    inner: Arc<SharedInner>,
+}
+
+struct SharedInner {
+    socket: Mutex<Option<SharedSocket>>,
+    /// Held while a client's loop is chosen, so two loops never fill one slot twice.
+    placing: Mutex<()>,
+    loops: Vec<LoopShare>,
+}
+
+struct SharedSocket {
+    /// The port asked for (0: the system chose `listener`'s).
+    port: u16,
+    listener: std::net::TcpListener,
+    /// Stacks that listen on it now; it closes when the last one closes its copy.
+    attached: usize,
+}
+
+/// A loop's part of a [`SharedListener`], on its own cache line: it is read on every pass of
+/// its loop and written by the others only when they hand it a client.
+#[repr(align(64))]
+struct LoopShare {
+    capacity: usize,
+    /// Clients the loop serves, and those handed to it that it has not accepted yet.
+    open: AtomicUsize,
+    has_handed: AtomicBool,
+    handed: Mutex<VecDeque<(TcpStream, SocketAddr)>>,
+    waker: OnceLock<Arc<Waker>>,
+}
+
+impl SharedListener {
+    /// A listener for one loop per item of `capacities`: the client slots of each.
+    ///
+    /// # Panics
+    /// If there is no loop.
+    pub fn new(capacities: impl IntoIterator<Item = usize>) -> Self {
+        let loops: Vec<LoopShare> = capacities
+            .into_iter()
+            .map(|capacity| LoopShare {
+                capacity,
+                open: AtomicUsize::new(0),
+                has_handed: AtomicBool::new(false),
+                handed: Mutex::new(VecDeque::new()),
+                waker: OnceLock::new(),
+            })
+            .collect();
+        assert!(!loops.is_empty(), "a shared listener needs a loop");
+        SharedListener {
+            inner: Arc::new(SharedInner {
+                socket: Mutex::new(None),
+                placing: Mutex::new(()),
+                loops,
+            }),
+        }
+    }
+
+    /// How many loops share it.
+    pub fn loops(&self) -> usize {
+        self.inner.loops.len()
+    }
+
+    /// A copy of the listening socket for `port`, created (bound and listening on `address`)
+    /// if no stack has it open.
+    fn listener(
+        &self,
+        port: u16,
+        address: SocketAddr,
+        backlog: u32,
+    ) -> io::Result<std::net::TcpListener> {
+        let mut socket = lock(&self.inner.socket);
+        if let Some(shared) = socket.as_mut() {
+            if shared.port != port {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("the loops listen on port {}", shared.port),
+                ));
+            }
+            let copy = shared.listener.try_clone()?;
+            shared.attached += 1;
+            return Ok(copy);
+        }
+        let listener: std::net::TcpListener = listening(address, backlog)?.into();
+        let copy = listener.try_clone()?;
+        *socket = Some(SharedSocket {
+            port,
+            listener,
+            attached: 1,
+        });
+        Ok(copy)
+    }
+
+    /// A stack closed its copy of the listening socket.
+    fn detach(&self) {
+        let mut socket = lock(&self.inner.socket);
+        if let Some(shared) = socket.as_mut() {
+            shared.attached -= 1;
+            if shared.attached == 0 {
+                *socket = None;
+            }
+        }
+    }
+
+    /// Chooses the loop for a client that loop `me` accepted: the one serving the fewest
+    /// with room to spare, `me` on a tie. Returns the client if it is `me`'s, else hands it
+    /// over.
+    fn place(&self, me: usize, stream: TcpStream, peer: SocketAddr) -> Option<TcpStream> {
+        let loops = &self.inner.loops;
+        let chosen = {
+            let _placing = lock(&self.inner.placing);
+            let open = |index: usize| loops[index].open.load(Ordering::Acquire);
+            let chosen = (0..loops.len())
+                .filter(|&index| index == me || open(index) < loops[index].capacity)
+                .min_by_key(|&index| (open(index), index != me))
+                .unwrap_or(me);
+            loops[chosen].open.fetch_add(1, Ordering::AcqRel);
+            chosen
+        };
+        if chosen == me {
+            return Some(stream);
+        }
+        let share = &loops[chosen];
+        lock(&share.handed).push_back((stream, peer));
+        share.has_handed.store(true, Ordering::Release);
+        if let Some(waker) = share.waker.get() {
+            // A failed wake-up only delays the client until that loop's next turn.
+            let _ = waker.wake();
+        }
+        None
+    }
+
+    /// A client another loop handed to loop `me`, if any.
+    fn take_handed(&self, me: usize) -> Option<(TcpStream, SocketAddr)> {
+        let share = &self.inner.loops[me];
+        if !share.has_handed.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut handed = lock(&share.handed);
+        let client = handed.pop_front();
+        share
+            .has_handed
+            .store(!handed.is_empty(), Ordering::Release);
+        client
+    }
+
+    /// Loop `me` closed a client.
+    fn closed(&self, me: usize) {
+        self.inner.loops[me].open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl core::fmt::Debug for SharedListener {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let open: Vec<usize> = self
+            .inner
+            .loops
+            .iter()
+            .map(|share| share.open.load(Ordering::Relaxed))
+            .collect();
+        f.debug_struct("SharedListener")
+            .field("open", &open)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A poisoned lock only means another loop panicked; what it guards stays consistent.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::io::Write;
+    use std::io::{Read as _, Write};
     use std::net::TcpStream;
     use std::thread;
 
@@ -947,6 +1554,110 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn end_of_stream_seen_with_the_last_data_is_not_lost_by_a_short_read() {
+        let (mut stack, mut server, mut client) = connected();
+        let mut buffer = [0; 16];
+        assert!(stack.receive(&mut server, &mut buffer).is_err());
+        client.write_all(b"last").unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        thread::sleep(Duration::from_millis(50));
+        // One event for both; the read that follows is short, yet more (the end) is there.
+        assert_eq!(stack.wait(Some(Duration::from_secs(5))).unwrap(), 1);
+        assert_eq!(stack.receive(&mut server, &mut buffer).unwrap(), 4);
+        assert_eq!(
+            block(&mut stack, |s| s.receive(&mut server, &mut buffer)).unwrap(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_small_buffer_gets_the_rest_of_a_read_ahead_without_the_kernel() {
+        let (mut stack, mut server, mut client) = connected();
+        let data: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        client.write_all(&data).unwrap();
+        let mut received = Vec::new();
+        let mut buffer = [0; 1024];
+        while received.len() < data.len() {
+            let n = block(&mut stack, |s| s.receive(&mut server, &mut buffer)).unwrap();
+            received.extend_from_slice(&buffer[..n]);
+        }
+        assert_eq!(received, data);
+        assert!(matches!(
+            stack.receive(&mut server, &mut buffer),
+            Err(nb::Error::WouldBlock)
+        ));
+    }
+
+    #[test]
+    fn gathered_bytes_leave_when_a_receive_finds_nothing_or_at_close() {
+        let (mut stack, mut server, mut client) = connected();
+        assert_eq!(stack.send(&mut server, b"ping").unwrap(), 4);
+        assert!(matches!(
+            stack.receive(&mut server, &mut [0; 16]),
+            Err(nb::Error::WouldBlock)
+        ));
+        let mut echo = [0; 4];
+        client.read_exact(&mut echo).unwrap();
+        assert_eq!(&echo, b"ping");
+        assert_eq!(stack.send(&mut server, b"bye").unwrap(), 3);
+        stack.close(server).unwrap();
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, b"bye");
+    }
+
+    #[test]
+    fn end_of_stream_comes_after_the_gathered_echo_has_left() {
+        let (mut stack, mut server, client) = connected();
+        let data: Vec<u8> = (0..4 << 20u32).map(|i| (i % 251) as u8).collect();
+        let sent = data.clone();
+        let peer = thread::spawn(move || {
+            let mut writer = client.try_clone().unwrap();
+            let writing = thread::spawn(move || {
+                writer.write_all(&sent).unwrap();
+                writer.shutdown(std::net::Shutdown::Write).unwrap();
+            });
+            // Late, so that the echo backs up into the stack first.
+            thread::sleep(Duration::from_millis(200));
+            let mut echo = Vec::new();
+            let mut reader = client;
+            reader.read_to_end(&mut echo).unwrap();
+            writing.join().unwrap();
+            echo
+        });
+        let mut buffer = [0; 1024];
+        let mut pending: Vec<u8> = Vec::new();
+        let give_up = Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(Instant::now() < give_up, "never saw the end of stream");
+            if !pending.is_empty() {
+                match stack.send(&mut server, &pending) {
+                    Ok(n) => drop(pending.drain(..n)),
+                    Err(nb::Error::WouldBlock) => {
+                        stack.wait(Some(Duration::from_millis(100))).unwrap();
+                    }
+                    Err(nb::Error::Other(e)) => panic!("{e}"),
+                }
+                continue;
+            }
+            match stack.receive(&mut server, &mut buffer) {
+                Ok(0) => break,
+                Ok(n) => pending.extend_from_slice(&buffer[..n]),
+                Err(nb::Error::WouldBlock) => {
+                    stack.wait(Some(Duration::from_millis(100))).unwrap();
+                }
+                Err(nb::Error::Other(e)) => panic!("{e}"),
+            }
+        }
+        // Everything received was handed back before the end of stream showed: closing now
+        // loses nothing.
+        stack.close(server).unwrap();
+        let echo = peer.join().unwrap();
+        assert_eq!(echo.len(), data.len());
+        assert!(echo == data, "the echo differs");
+    }
+
+    #[test]
     fn a_busy_loop_that_never_waits_still_receives_new_data() {
         let (mut stack, mut server, mut client) = connected();
         let mut buffer = [0; 16];
@@ -1041,6 +1752,10 @@ pub(crate) mod tests {
             let end = chunk.len().min(offset + (total - sent));
             sent += block(&mut stack, |s| s.send(&mut server, &chunk[offset..end])).unwrap();
         }
+        // The last bytes may still be gathered: a loop's wait sends them.
+        while !reader.is_finished() {
+            stack.wait(Some(Duration::from_millis(10))).unwrap();
+        }
         let received = reader.join().unwrap();
         assert!(received
             .iter()
@@ -1073,6 +1788,8 @@ pub(crate) mod tests {
         let (mut accepted, _) = listener.accept().unwrap();
         assert_eq!(stack.peer_addr(&socket).unwrap(), address);
         assert_eq!(stack.send(&mut socket, b"hi").unwrap(), 2);
+        // Gathered: it leaves when the stack waits (or receives).
+        stack.wait(Some(Duration::ZERO)).unwrap();
         let mut buffer = [0; 2];
         std::io::Read::read_exact(&mut accepted, &mut buffer).unwrap();
         assert_eq!(&buffer, b"hi");
@@ -1188,10 +1905,39 @@ pub(crate) mod tests {
     #[test]
     fn closed_sockets_are_forgotten() {
         let (mut stack, server, _client) = connected();
-        let id = server.id();
+        let (id, slot) = (server.id(), server.slot);
         stack.close(server).unwrap();
-        let stale = TcpSocket { id };
+        let stale = TcpSocket { id, slot };
         assert!(stack.local_addr(&stale).is_err());
+    }
+
+    #[test]
+    fn a_shared_listener_gives_each_client_to_the_loop_serving_the_fewest() {
+        let shared = SharedListener::new([2, 2]);
+        let mut stacks: Vec<StdStack> = (0..2)
+            .map(|index| loopback_stack().with_shared_listener(shared.clone(), index))
+            .collect();
+        let (mut first, address) = listening(&mut stacks[0]);
+        let (mut second, again) = listening(&mut stacks[1]);
+        assert_eq!(address, again, "one socket for both loops");
+        let a = TcpStream::connect(address).unwrap();
+        let (_, peer) = block(&mut stacks[0], |s| s.accept(&mut first)).unwrap();
+        assert_eq!(peer, a.local_addr().unwrap());
+        // The first loop takes the next client off the socket, but serves one already.
+        let b = TcpStream::connect(address).unwrap();
+        thread::sleep(Duration::from_millis(50));
+        stacks[0].wait(Some(Duration::ZERO)).unwrap();
+        assert!(matches!(
+            stacks[0].accept(&mut first),
+            Err(nb::Error::WouldBlock)
+        ));
+        let (_, peer) = block(&mut stacks[1], |s| s.accept(&mut second)).unwrap();
+        assert_eq!(peer, b.local_addr().unwrap());
+        // The socket stays open while one loop still listens on it.
+        stacks[0].close(first).unwrap();
+        let c = TcpStream::connect(address).unwrap();
+        let (_, peer) = block(&mut stacks[1], |s| s.accept(&mut second)).unwrap();
+        assert_eq!(peer, c.local_addr().unwrap());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, TcpStream};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -426,6 +426,180 @@ fn display_auto_draws_nothing_when_stderr_is_not_a_terminal(engine: Engine) {
     assert!(
         stderr.contains("connected from 127.0.0.1:"),
         "logs missing:\n{stderr}"
+    );
+}
+
+/// The connection numbers `--threads N` logged as connected: loop `k` numbers its clients
+/// `k`, `k + N`, `k + 2N`...
+fn connected_ids(stderr: &str) -> Vec<u32> {
+    stderr
+        .lines()
+        .filter(|line| line.contains("connected from"))
+        .filter_map(|line| line.split('#').nth(1)?.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn threads_echo_byte_exact_across_loops_each_serving_its_share() {
+    let server = Server::start(
+        Engine::Nb,
+        &["--threads", "2", "--max-clients", "4", "--buffer", "4096"],
+    );
+    let clients: Vec<_> = (0..4)
+        .map(|seed| {
+            let stream = server.connect();
+            thread::spawn(move || {
+                let data = random_bytes(1 << 20, 10 + seed);
+                let echo = echo_through(stream, data.clone(), false);
+                assert_same_bytes(&echo, &data);
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    let stderr = server.stop();
+    let ids = connected_ids(&stderr);
+    assert_eq!(ids.len(), 4, "{stderr}");
+    // Each client goes to the loop serving the fewest: two each.
+    assert_eq!(ids.iter().filter(|id| *id % 2 == 0).count(), 2, "{ids:?}");
+}
+
+#[test]
+fn max_clients_is_the_total_over_all_loops() {
+    let server = Server::start(Engine::Nb, &["--threads", "2", "--max-clients", "3"]);
+    let mut served: Vec<TcpStream> = (0..3).map(|_| server.connect()).collect();
+    for (i, stream) in served.iter_mut().enumerate() {
+        let message = format!("client {i}");
+        stream.write_all(message.as_bytes()).unwrap();
+        let mut echo = vec![0; message.len()];
+        stream.read_exact(&mut echo).unwrap();
+        assert_eq!(echo, message.as_bytes());
+    }
+    let mut waiting = server.connect();
+    waiting.write_all(b"fourth").unwrap();
+    assert!(
+        stays_silent(&mut waiting, Duration::from_millis(400)),
+        "served beyond --max-clients"
+    );
+    // The loop whose slot frees takes the one waiting.
+    drop(served.remove(0));
+    let mut echo = [0; 6];
+    waiting.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"fourth");
+    server.stop();
+}
+
+#[test]
+fn threads_show_one_display_with_the_summary_of_all_loops() {
+    let server = Server::start(
+        Engine::Nb,
+        &[
+            "--threads",
+            "2",
+            "--max-clients",
+            "4",
+            "--display",
+            "terminal",
+        ],
+    );
+    let clients: Vec<TcpStream> = (0..2).map(|_| server.connect()).collect();
+    for client in &clients {
+        assert_eq!(
+            echo_through(client.try_clone().unwrap(), b"hello".to_vec(), false),
+            b"hello"
+        );
+    }
+    thread::sleep(Duration::from_millis(300));
+    drop(clients);
+    thread::sleep(Duration::from_millis(300));
+    let stderr = server.stop();
+    assert!(
+        stderr.contains("clients 2/4  in 10 B  out 10 B"),
+        "no summary of both loops while both were served:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("clients 0/4  in 10 B  out 10 B"),
+        "no summary of both loops:\n{stderr}"
+    );
+}
+
+#[test]
+fn sigterm_stops_every_loop_closing_every_connection_and_an_idle_server_sleeps() {
+    let server = Server::start(Engine::Nb, &["--threads", "3", "--max-clients", "6"]);
+    let mut clients: Vec<TcpStream> = (0..3).map(|_| server.connect()).collect();
+    for client in &clients {
+        assert_eq!(
+            echo_through(client.try_clone().unwrap(), b"x".to_vec(), false),
+            b"x"
+        );
+    }
+    thread::sleep(Duration::from_millis(200));
+    let before = server.cpu_time();
+    thread::sleep(Duration::from_secs(1));
+    let used = server.cpu_time() - before;
+    assert!(
+        used <= Duration::from_millis(20),
+        "{used:?} of CPU in 1 s idle"
+    );
+    server.signal(libc::SIGTERM);
+    let (status, stderr) = server.wait();
+    assert_eq!(status.code(), Some(0), "stderr:\n{stderr}");
+    for client in &mut clients {
+        assert_eq!(client.read(&mut [0; 8]).unwrap(), 0, "connection left open");
+    }
+    assert_eq!(
+        stderr.matches("closed: shutdown").count(),
+        3,
+        "every loop shut its connection:\n{stderr}"
+    );
+}
+
+#[test]
+fn more_threads_than_clients_is_a_one_line_error() {
+    let output = Command::new(BIN)
+        .args([
+            "server",
+            "--port",
+            "0",
+            "--threads",
+            "4",
+            "--max-clients",
+            "3",
+        ])
+        .args(["--display", "none"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(
+        stderr.trim_end(),
+        "echo-std: --threads 4 is more than --max-clients 3: every loop needs a client slot"
+    );
+}
+
+#[test]
+fn threads_are_for_the_nb_engine_only() {
+    let output = Command::new(BIN)
+        .args([
+            "server",
+            "--port",
+            "0",
+            "--engine",
+            "async",
+            "--threads",
+            "2",
+        ])
+        .args(["--display", "none"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("--threads: the async engine runs one loop (--engine nb runs several)"),
+        "{stderr}"
     );
 }
 

@@ -385,7 +385,7 @@ where
                 Err(reason) => return Pumped::Closed(reason),
             }
         }
-        link.pump(
+        link.pump_turn(
             stack,
             self.buffer,
             self.config.zero_read,

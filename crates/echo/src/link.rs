@@ -7,7 +7,7 @@ use embedded_nal::{TcpClientStack, TcpError, TcpErrorKind};
 
 use crate::event::CloseReason;
 use crate::role::Stats;
-use crate::rules::{close_reason, Activity};
+use crate::rules::{close_reason, Activity, ROUNDS_PER_TURN};
 use crate::stack::ZeroRead;
 use crate::time::{Duration, Instant};
 
@@ -53,6 +53,31 @@ impl<T> Link<T> {
     /// Whether nothing moved for `timeout` (never, without a timeout).
     pub(crate) fn is_idle(&self, now: Instant, timeout: Option<Duration>) -> bool {
         self.activity.is_idle(now, timeout)
+    }
+
+    /// The connection's turn: [`pump`](Self::pump) again while it makes progress, up to
+    /// [`ROUNDS_PER_TURN`] rounds.
+    pub(crate) fn pump_turn<S>(
+        &mut self,
+        stack: &mut S,
+        buffer: &mut [u8],
+        zero_read: ZeroRead,
+        now: Instant,
+        stats: &mut Stats,
+        mut on_received: impl FnMut(&[u8]),
+    ) -> Pumped<S::Error>
+    where
+        S: TcpClientStack<TcpSocket = T>,
+    {
+        let mut outcome = Pumped::Idle;
+        for _ in 0..ROUNDS_PER_TURN {
+            match self.pump(stack, buffer, zero_read, now, stats, &mut on_received) {
+                Pumped::Progress => outcome = Pumped::Progress,
+                Pumped::Idle => break,
+                closed => return closed,
+            }
+        }
+        outcome
     }
 
     /// Sends what is pending, then, only if nothing is pending, reads once and sends that.

@@ -8,6 +8,15 @@ use crate::event::{CloseReason, ConnId};
 use crate::role::Stats;
 use crate::time::{millis, Duration, Instant};
 
+/// Echo rounds (a read and the writes of what it read) one connection runs in its turn: in
+/// one `poll` of the non-blocking roles, before it yields to the executor in the async ones.
+/// A busy connection moves its bytes back to back, as a task per connection does (one round
+/// per connection and pass made every peer wake once per pass), and the other connections,
+/// the display and a stop still come after at most this many rounds. A stack whose reads and
+/// writes complete at once while data flows (std sockets, embassy-net with a full buffer)
+/// would otherwise let one busy peer starve the rest.
+pub(crate) const ROUNDS_PER_TURN: u32 = 32;
+
 /// When bytes last moved on a connection, in either direction: the idle timeout's clock.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Activity {

@@ -229,7 +229,7 @@ where
             let outcome = if served.link.is_idle(now, self.config.idle_timeout) {
                 Pumped::Closed(CloseReason::IdleTimeout)
             } else {
-                served.link.pump(
+                served.link.pump_turn(
                     stack,
                     buffer,
                     self.config.zero_read,
@@ -480,6 +480,7 @@ where
 mod tests {
     extern crate std;
     use super::*;
+    use crate::rules::ROUNDS_PER_TURN;
     use crate::testing::{End, MockError, MockStack, Peer, CHOSEN_PORT, LOCAL_IP};
     use proptest::prelude::*;
     use std::vec;
@@ -666,6 +667,29 @@ mod tests {
         let mut server = EchoServer::new(ServerConfig::new(), &mut slots, &mut buffer);
         polls(&mut server, &mut stack, 200, &mut Vec::new());
         assert_eq!(stack.conn(0).received_by_peer, b"0123456789abcdefghij");
+    }
+
+    #[test]
+    fn a_busy_connection_echoes_a_turn_of_rounds_a_poll_and_the_others_theirs() {
+        let mut stack = MockStack::default();
+        for port in [40000, 40001] {
+            let mut peer = Peer::new(port, &[b'x'; 4000]);
+            peer.recv_sizes = vec![4];
+            stack.incoming.push_back(Ok(peer));
+        }
+        let mut slots = [const { Slot::new() }; 2];
+        let mut buffer = [0u8; 2 * 64];
+        let mut server = EchoServer::new(ServerConfig::new(), &mut slots, &mut buffer);
+        while stack.conns.len() < 2 {
+            poll(&mut server, &mut stack, Instant::ZERO, &mut Vec::new());
+        }
+        let before = [stack.conn(0).read(), stack.conn(1).read()];
+        poll(&mut server, &mut stack, Instant::ZERO, &mut Vec::new());
+        let turn = ROUNDS_PER_TURN as usize * 4;
+        for (conn, read) in before.into_iter().enumerate() {
+            assert_eq!(stack.conn(conn).read() - read, turn, "conn {conn}");
+            assert_eq!(stack.conn(conn).received_by_peer.len(), stack.conn(conn).read());
+        }
     }
 
     #[test]

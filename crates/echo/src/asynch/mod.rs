@@ -74,7 +74,7 @@ use embedded_io_async::{ErrorKind, Read, Write};
 
 use crate::event::{CloseReason, ConnId, Event};
 use crate::role::Stats;
-use crate::rules::{close_reason, Activity, ConnIds, Failures, Greeting};
+use crate::rules::{close_reason, Activity, ConnIds, Failures, Greeting, ROUNDS_PER_TURN};
 use crate::time::{Duration, Instant};
 
 pub use client::AsyncEchoClient;
@@ -88,11 +88,6 @@ pub use embedded_nal_async;
 /// aborted.
 pub const LINGER: Duration = Duration::from_secs(5);
 
-/// Echo rounds (a read and its writes) a connection runs before it lets the executor run the
-/// others: a stack whose reads and writes complete at once while data flows (std sockets,
-/// embassy-net with a full buffer) would otherwise let one busy peer starve the other
-/// connections, the display and the stop.
-const ROUNDS_BEFORE_YIELD: u32 = 32;
 
 /// The board's monotonic clock and its timers, as the async roles need them.
 ///
@@ -392,7 +387,7 @@ impl<'k, K: Clock, F> Shared<'k, K, F> {
         let mut rounds = 0u32;
         loop {
             rounds += 1;
-            if rounds.is_multiple_of(ROUNDS_BEFORE_YIELD) {
+            if rounds.is_multiple_of(ROUNDS_PER_TURN) {
                 yield_now().await;
             }
             let deadline = activity.deadline(idle_timeout);
@@ -403,7 +398,7 @@ impl<'k, K: Clock, F> Shared<'k, K, F> {
                 Waited::Deadline => return CloseReason::IdleTimeout,
                 Waited::Stopped => return CloseReason::Shutdown,
             };
-            activity.moved(self.clock.now());
+            self.moved(&mut activity, idle_timeout);
             self.update_stats(|stats| stats.received(n));
             self.emit(Event::Received {
                 conn,
@@ -419,6 +414,14 @@ impl<'k, K: Clock, F> Shared<'k, K, F> {
                     Err(reason) => return reason,
                 }
             }
+        }
+    }
+
+    /// Bytes moved just now. The clock is read only when there is an idle timeout to count: it
+    /// would be read twice every echo round, and reading it is not free everywhere.
+    fn moved(&self, activity: &mut Activity, idle_timeout: Option<Duration>) {
+        if idle_timeout.is_some() {
+            activity.moved(self.clock.now());
         }
     }
 
@@ -439,7 +442,7 @@ impl<'k, K: Clock, F> Shared<'k, K, F> {
             // embedded-io: `Ok(0)` for a non-empty buffer means nothing can be written again.
             Waited::Done(Ok(0)) => Err(CloseReason::PipeClosed),
             Waited::Done(Ok(n)) => {
-                activity.moved(self.clock.now());
+                self.moved(activity, idle_timeout);
                 self.update_stats(|stats| stats.sent(n));
                 Ok(n)
             }
