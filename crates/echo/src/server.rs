@@ -688,7 +688,10 @@ mod tests {
         let turn = ROUNDS_PER_TURN as usize * 4;
         for (conn, read) in before.into_iter().enumerate() {
             assert_eq!(stack.conn(conn).read() - read, turn, "conn {conn}");
-            assert_eq!(stack.conn(conn).received_by_peer.len(), stack.conn(conn).read());
+            assert_eq!(
+                stack.conn(conn).received_by_peer.len(),
+                stack.conn(conn).read()
+            );
         }
     }
 

@@ -88,7 +88,6 @@ pub use embedded_nal_async;
 /// aborted.
 pub const LINGER: Duration = Duration::from_secs(5);
 
-
 /// The board's monotonic clock and its timers, as the async roles need them.
 ///
 /// On embassy: `Instant::from_micros(embassy_time::Instant::now().as_micros())` and
