@@ -26,6 +26,9 @@ const ECHO_BUFFER: usize = 1024;
 /// What the load client writes per call.
 const CHUNK: usize = 4096;
 const ROUNDS: usize = 9;
+/// The core's turn: echo rounds one connection runs per poll (`echo`'s `ROUNDS_PER_TURN`,
+/// not public), for the raw server to echo the same way.
+const ROUNDS_PER_TURN: usize = 32;
 
 fn main() {
     if std::env::args().any(|arg| arg == "--list") {
@@ -210,7 +213,8 @@ fn raw_smoltcp_echo(data: &[u8]) -> Duration {
         sent: 0,
         checked: 0,
     };
-    // The raw server echoes like the core: read only when nothing is pending.
+    // The raw server echoes like the core: read only when nothing is pending, and up to
+    // ROUNDS_PER_TURN rounds (a read and its send) per poll while bytes move.
     let mut echo_buffer = [0u8; ECHO_BUFFER];
     let (mut pending_start, mut pending_end) = (0, 0);
     let mut read = [0u8; CHUNK];
@@ -218,14 +222,23 @@ fn raw_smoltcp_echo(data: &[u8]) -> Duration {
     while !load.done() {
         iface.poll(clock(start), &mut device, &mut sockets);
         let socket = sockets.get_mut::<tcp::Socket>(server);
-        if pending_start == pending_end && socket.can_recv() {
-            pending_end = socket.recv_slice(&mut echo_buffer).unwrap();
-            pending_start = 0;
-        }
-        if pending_start < pending_end && socket.can_send() {
-            pending_start += socket
-                .send_slice(&echo_buffer[pending_start..pending_end])
-                .unwrap();
+        for _ in 0..ROUNDS_PER_TURN {
+            let mut moved = false;
+            if pending_start == pending_end && socket.can_recv() {
+                pending_end = socket.recv_slice(&mut echo_buffer).unwrap();
+                pending_start = 0;
+                moved |= pending_end > 0;
+            }
+            if pending_start < pending_end && socket.can_send() {
+                let sent = socket
+                    .send_slice(&echo_buffer[pending_start..pending_end])
+                    .unwrap();
+                pending_start += sent;
+                moved |= sent > 0;
+            }
+            if !moved {
+                break;
+            }
         }
         let socket = sockets.get_mut::<tcp::Socket>(client);
         if !socket.may_send() {
