@@ -329,6 +329,11 @@ impl<'k, K: Clock, F> Shared<'k, K, F> {
         deadline: Option<Instant>,
         stoppable: bool,
     ) -> Waited<T> {
+        // A stop wins over an operation that would complete at once: the echo of a peer that
+        // never pauses never waits, so it would never see the stop below.
+        if stoppable && self.stopping.get() {
+            return Waited::Stopped;
+        }
         let timer = async {
             match deadline {
                 Some(deadline) => self.clock.sleep_until(deadline).await,

@@ -464,6 +464,29 @@ mod tests {
     }
 
     #[test]
+    fn a_stop_ends_the_echo_of_a_peer_that_never_pauses() {
+        let net = MockNet::new();
+        // All of it at once: no read or write of the echo ever waits.
+        net.arrive(Peer::new(40000, &bytes(2_000_000, 9)));
+        let (events, stats) = serve::<1, 0>(&net, ServerConfig::new(), 64, |net| {
+            net.conns
+                .borrow()
+                .first()
+                .is_some_and(|c| c.read() >= 10_000)
+        });
+        assert!(stats.is_some(), "never stopped");
+        let read = net.conn(0).read();
+        assert!(
+            read < 100_000,
+            "the stop waited for the peer ({read} bytes read)"
+        );
+        assert!(
+            events.iter().any(|e| e.starts_with("closed #0 shutdown")),
+            "{events:?}"
+        );
+    }
+
+    #[test]
     fn reads_no_more_until_its_echo_is_written() {
         let net = MockNet::new();
         net.arrive(
