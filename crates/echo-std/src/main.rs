@@ -136,32 +136,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Server(args) = &cli.command {
         if args.engine == Engine::Async && args.threads > 1 {
-            let mut command = Cli::command();
-            command.build();
-            command
-                .find_subcommand_mut("server")
-                .expect("the server subcommand")
-                .error(
-                    clap::error::ErrorKind::ArgumentConflict,
-                    "--threads: the async engine runs one loop (--engine nb runs several)",
-                )
-                .exit();
+            server_conflict(
+                "--threads: the async engine runs one loop (--engine nb runs several)".into(),
+            );
         }
         if args.engine == Engine::Async && args.max_clients > ASYNC_MAX_CLIENTS {
-            let mut command = Cli::command();
-            command.build();
-            command
-                .find_subcommand_mut("server")
-                .expect("the server subcommand")
-                .error(
-                    clap::error::ErrorKind::ArgumentConflict,
-                    format!(
-                        "--max-clients {}: the async engine serves at most {ASYNC_MAX_CLIENTS} \
-                         clients at once (--engine nb has no such limit)",
-                        args.max_clients
-                    ),
-                )
-                .exit();
+            server_conflict(format!(
+                "--max-clients {}: the async engine serves at most {ASYNC_MAX_CLIENTS} clients \
+                 at once (--engine nb has no such limit)",
+                args.max_clients
+            ));
         }
     }
     let display = match &cli.command {
@@ -183,6 +167,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Exits as clap does for arguments of `server` that do not go together (status 2, the
+/// usage line).
+fn server_conflict(message: String) -> ! {
+    let mut command = Cli::command();
+    command.build();
+    command
+        .find_subcommand_mut("server")
+        .expect("the server subcommand")
+        .error(clap::error::ErrorKind::ArgumentConflict, message)
+        .exit()
 }
 
 /// Logs on stderr, `info` unless `RUST_LOG` says otherwise; above the picture in terminal
