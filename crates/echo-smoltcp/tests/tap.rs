@@ -182,9 +182,27 @@ fn connect_patience() -> StdDuration {
     }
 }
 
+/// Connects the kernel to the stack. The kernel gives an address up after three ARP requests
+/// without an answer ("no route to host"): over a lossy link, about once in a hundred
+/// resolutions all three or their answers are lost, so it asks again, within
+/// [`connect_patience`].
+fn connect_to_stack(port: u16) -> std::io::Result<TcpStream> {
+    let deadline = StdInstant::now() + connect_patience();
+    loop {
+        match TcpStream::connect_timeout(&stack_addr(port), connect_patience()) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::HostUnreachable
+                    && StdInstant::now() < deadline =>
+            {
+                thread::sleep(StdDuration::from_millis(100));
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 fn kernel_connect(port: u16) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&stack_addr(port), connect_patience())
-        .expect("kernel connects to the stack");
+    let stream = connect_to_stack(port).expect("kernel connects to the stack");
     stream.set_read_timeout(Some(read_patience())).unwrap();
     stream.set_write_timeout(Some(read_patience())).unwrap();
     stream
@@ -617,7 +635,7 @@ fn after_a_half_close_everything_is_echoed_then_the_fin(name: &str) {
 /// refuses at `deadline`.
 fn kernel_connect_by(port: u16, deadline: StdInstant) -> TcpStream {
     loop {
-        match TcpStream::connect_timeout(&stack_addr(port), connect_patience()) {
+        match connect_to_stack(port) {
             Ok(stream) => {
                 stream.set_read_timeout(Some(read_patience())).unwrap();
                 return stream;
@@ -742,7 +760,7 @@ fn fifty_linux_clients_at_once_on_three_slots(name: &str) {
             let barrier = Arc::clone(&barrier);
             thread::spawn(move || {
                 barrier.wait();
-                match TcpStream::connect_timeout(&stack_addr(5204), connect_patience()) {
+                match connect_to_stack(5204) {
                     Ok(stream) => {
                         stream
                             .set_read_timeout(Some(StdDuration::from_secs(60)))
