@@ -256,11 +256,18 @@ impl<'d, const N: usize> Tcp<'d, N> {
     /// A free socket of the pool, waiting while every socket is busy.
     async fn claim(&self) -> Connection<'_, 'd> {
         loop {
-            let free = self
-                .sockets
-                .iter()
-                .filter_map(|cell| cell.try_borrow_mut().ok())
-                .find(|socket| is_free(socket));
+            let released = || {
+                self.sockets
+                    .iter()
+                    .filter_map(|cell| cell.try_borrow_mut().ok())
+            };
+            // None free: a socket whose close the echo left to the stack (past its linger)
+            // is taken back, as echo-smoltcp's listener does when it is short of sockets.
+            let free = released().find(|socket| is_free(socket)).or_else(|| {
+                let mut closing = released().find(|socket| is_closing(socket))?;
+                closing.abort();
+                Some(closing)
+            });
             if let Some(mut socket) = free {
                 socket.set_timeout(self.options.timeout.map(embassy_duration));
                 socket.set_keep_alive(self.options.keep_alive.map(embassy_duration));
@@ -275,6 +282,15 @@ impl<'d, const N: usize> Tcp<'d, N> {
 /// leaves for a new `listen` or `connect`).
 fn is_free(socket: &TcpSocket<'_>) -> bool {
     matches!(socket.state(), State::Closed | State::TimeWait)
+}
+
+/// Whether a pool socket is closing: our FIN sent, the peer's acknowledgement or FIN still
+/// awaited.
+fn is_closing(socket: &TcpSocket<'_>) -> bool {
+    matches!(
+        socket.state(),
+        State::FinWait1 | State::FinWait2 | State::Closing | State::LastAck
+    )
 }
 
 fn embassy_duration(duration: Duration) -> embassy_time::Duration {

@@ -84,8 +84,8 @@ pub use edge_nal;
 pub use embedded_io_async;
 pub use embedded_nal_async;
 
-/// How long a graceful close (and the client's last flush) may take before the connection is
-/// aborted.
+/// How long the roles wait for a graceful close (and the client for its last flush) before
+/// they leave it to the stack and let the connection go.
 pub const LINGER: Duration = Duration::from_secs(5);
 
 /// The board's monotonic clock and its timers, as the async roles need them.

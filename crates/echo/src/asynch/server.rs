@@ -266,7 +266,13 @@ async fn serve<'b, A, K, F, const N: usize>(
 }
 
 /// Closes a connection that ended for `reason`: gracefully when it ended in order (end of
-/// stream, idle, stop), else, or when the close does not finish within [`LINGER`], aborts it.
+/// stream, idle, stop), else it aborts it (as it does a graceful close that failed).
+///
+/// A graceful close is waited for [`LINGER`] at most, then left to the stack to finish: the
+/// FIN follows the echo already queued, which over a lossy link can take longer than any
+/// linger (every lost retransmission doubles the wait), and aborting then would reset the
+/// connection and lose the end of the echo. The stack keeps the socket until its close ends
+/// or its own timeout does (echo-embassy takes such a socket back when it has none free).
 async fn end<T, K, F, E>(shared: &Shared<'_, K, F>, socket: &mut T, reason: &CloseReason<E>)
 where
     T: TcpShutdown,
@@ -278,13 +284,17 @@ where
     );
     if graceful {
         let deadline = Some(shared.clock.now() + LINGER);
-        if let Waited::Done(Ok(())) = shared
+        match shared
             .wait(socket.close(Close::Both), deadline, false)
             .await
         {
-            return;
+            Waited::Done(Ok(())) => return,
+            Waited::Deadline | Waited::Stopped => {
+                debug!("graceful close not done within the linger; the stack finishes it");
+                return;
+            }
+            Waited::Done(Err(_)) => debug!("graceful close failed; aborting"),
         }
-        debug!("graceful close did not finish; aborting");
     }
     let deadline = Some(shared.clock.now() + LINGER);
     if !matches!(
@@ -483,6 +493,34 @@ mod tests {
         assert!(
             events.iter().any(|e| e.starts_with("closed #0 shutdown")),
             "{events:?}"
+        );
+    }
+
+    #[test]
+    fn a_close_that_does_not_finish_within_the_linger_is_left_to_the_stack_not_aborted() {
+        let net = MockNet::new();
+        let mut slow = Peer::new(40000, b"the end of this echo is still in flight");
+        slow.never_closes = true;
+        net.arrive(slow);
+        net.arrive(Peer::new(40001, b"next"));
+        let (events, stats) = serve::<1, 0>(&net, ServerConfig::new(), 64, MockNet::all_done);
+        assert!(stats.is_some(), "{events:?}");
+        let first = net.conn(0);
+        assert_eq!(first.received, b"the end of this echo is still in flight");
+        assert_ne!(
+            first.closed,
+            Some("abort"),
+            "reset: the echo in flight is lost"
+        );
+        assert!(first.dropped, "the slot stays taken");
+        assert!(
+            net.now() >= crate::Instant::from_millis(5_000),
+            "linger shorter than LINGER"
+        );
+        assert_eq!(
+            net.conn(1).received,
+            b"next",
+            "the slot was never given back"
         );
     }
 

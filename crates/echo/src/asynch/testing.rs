@@ -63,6 +63,8 @@ pub(crate) struct Peer {
     pub end: End,
     /// It never reads: every `write` stays pending.
     pub stalls: bool,
+    /// Its side of the close never finishes (its acknowledgements are lost or never sent).
+    pub never_closes: bool,
 }
 
 impl Peer {
@@ -74,6 +76,7 @@ impl Peer {
             writes: std::vec![usize::MAX],
             end: End::Fin,
             stalls: false,
+            never_closes: false,
         }
     }
 
@@ -435,12 +438,15 @@ impl TcpShutdown for MockSocket<'_> {
             let mut conns = self.net.conns.borrow_mut();
             let conn = &mut conns[self.index];
             conn.closing += 1;
-            let done = conn.closing > 3;
+            let hangs = conn.peer.never_closes;
+            let done = conn.closing > 3 && !hangs;
             if done {
                 conn.closed = Some("close");
             }
             drop(conns);
-            self.net.moved();
+            if !hangs {
+                self.net.moved();
+            }
             match done {
                 true => Poll::Ready(Ok(())),
                 false => Poll::Pending,
