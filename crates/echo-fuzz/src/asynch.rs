@@ -49,8 +49,11 @@ pub struct Conn {
     read: usize,
     /// What the role sent it.
     pub echoed: Vec<u8>,
-    /// `close`, `abort` or `dropped`; `None` while open.
+    /// `close`, `abort`, `closing` (a close was asked for, and its end left to the stack) or
+    /// `dropped`; `None` while open.
     pub ended: Option<&'static str>,
+    /// A close was asked for.
+    closing: bool,
 }
 
 /// An async stack (edge-nal's `TcpBind`, embedded-nal-async's `TcpConnect`) and a clock, all
@@ -132,7 +135,10 @@ impl Drop for FuzzSocket<'_, '_> {
         let mut conns = self.net.conns.borrow_mut();
         let conn = &mut conns[self.index];
         if conn.ended.is_none() {
-            conn.ended = Some("dropped");
+            conn.ended = Some(match conn.closing {
+                true => "closing",
+                false => "dropped",
+            });
         }
     }
 }
@@ -231,6 +237,7 @@ impl TcpShutdown for FuzzSocket<'_, '_> {
     /// Slow (pending while the bytes say so), or failing, or done.
     async fn close(&mut self, _what: Close) -> Result<(), FuzzError> {
         self.net.assert_open(self.index, "close");
+        self.net.conns.borrow_mut()[self.index].closing = true;
         poll_fn(|_| match self.net.byte() % 4 {
             0 => Poll::Pending,
             1 => Poll::Ready(Err(FuzzError(ErrorKind::ConnectionReset))),
@@ -396,7 +403,7 @@ fn serve<const N: usize, const B: usize>(net: &FuzzNet<'_>, idle: Option<Duratio
             conn.sends
         );
         assert!(
-            matches!(conn.ended, Some("close" | "abort")),
+            matches!(conn.ended, Some("close" | "closing" | "abort")),
             "connection {index} ended by {:?}, not closed or aborted",
             conn.ended
         );

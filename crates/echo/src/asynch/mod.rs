@@ -51,8 +51,10 @@
 //!   the connections being served and the other accepts go on.
 //! - The server ends every connection explicitly, never by dropping it: after the peer's end
 //!   of stream (everything echoed first), an idle timeout or a stop, with a graceful
-//!   [`close`](edge_nal::TcpShutdown::close) (`Close::Both`) allowed [`LINGER`]; after an error,
-//!   or a close that did not finish in time, with [`abort`](edge_nal::TcpShutdown::abort).
+//!   [`close`](edge_nal::TcpShutdown::close) (`Close::Both`), waited for [`LINGER`] at most
+//!   and then left to the stack to finish (aborting would lose an echo still in flight on a
+//!   slow link); after an error, or a close that failed, with
+//!   [`abort`](edge_nal::TcpShutdown::abort).
 //! - embedded-nal-async has no close: its connections close when dropped. The client flushes
 //!   (allowed [`LINGER`]) and drops. Whether the peer then sees a FIN depends on the stack:
 //!   embassy-net's `TcpClient` removes the socket before its FIN leaves; `echo-embassy`'s
