@@ -1018,27 +1018,27 @@ impl TcpClientStack for StdStack {
         if buffer.is_empty() {
             return Err(nb::Error::WouldBlock);
         }
-        let direct = buffer.len() >= READ_AHEAD;
-        if !direct && entry.read_ahead.bytes.is_empty() {
-            entry.read_ahead.bytes = vec![0; READ_AHEAD];
-        }
-        let target = match direct {
-            true => &mut *buffer,
-            false => &mut entry.read_ahead.bytes[..],
-        };
-        let asked = target.len();
-        let outcome = loop {
-            match stream.read(target) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                outcome => break outcome,
+        // What the kernel gave, of how much it was asked for: a short read drained it.
+        let mut read = (0, 0);
+        let outcome = entry.read_ahead.receive(buffer, |target| {
+            let outcome = loop {
+                match stream.read(target) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    outcome => break outcome,
+                }
+            };
+            if let Ok(received) = outcome {
+                read = (received, target.len());
             }
-        };
+            outcome
+        });
         match outcome {
-            Ok(received) => {
+            Ok(taken) => {
+                let (received, asked) = read;
                 // Short: the socket is drained, and the poller will say when more comes.
                 entry.readable &=
                     !(EDGE_ON_SHORT && !entry.read_closed && received > 0 && received < asked);
-                if received == 0 && entry.gathered.pending() > 0 {
+                if taken == 0 && entry.gathered.pending() > 0 {
                     // The end of stream waits for the echo gathered before it; what the
                     // kernel does not take now leaves when the poller says it has room.
                     let _ = entry.flush();
@@ -1046,13 +1046,7 @@ impl TcpClientStack for StdStack {
                         return Err(nb::Error::WouldBlock);
                     }
                 }
-                if direct {
-                    return Ok(received);
-                }
-                entry.read_ahead.start = 0;
-                entry.read_ahead.end = received;
-                // At end of stream this is Ok(0), as it must be.
-                Ok(entry.read_ahead.take(buffer))
+                Ok(taken)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 entry.readable = false;
