@@ -26,9 +26,6 @@ const ECHO_BUFFER: usize = 1024;
 /// What the load client writes per call.
 const CHUNK: usize = 4096;
 const ROUNDS: usize = 9;
-/// The core's turn: echo rounds one connection runs per poll (`echo`'s `ROUNDS_PER_TURN`,
-/// not public), for the raw server to echo the same way.
-const ROUNDS_PER_TURN: usize = 32;
 
 fn main() {
     if std::env::args().any(|arg| arg == "--list") {
@@ -222,7 +219,7 @@ fn raw_smoltcp_echo(data: &[u8]) -> Duration {
     while !load.done() {
         iface.poll(clock(start), &mut device, &mut sockets);
         let socket = sockets.get_mut::<tcp::Socket>(server);
-        for _ in 0..ROUNDS_PER_TURN {
+        for _ in 0..echo::ROUNDS_PER_TURN {
             let mut moved = false;
             if pending_start == pending_end && socket.can_recv() {
                 pending_end = socket.recv_slice(&mut echo_buffer).unwrap();

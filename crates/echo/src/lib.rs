@@ -123,6 +123,7 @@ pub use client::{ClientConfig, EchoClient, Reconnect, DEFAULT_GREETING};
 pub use error::Error;
 pub use event::{CloseReason, ConnId, Event};
 pub use role::{Role, Stats};
+pub use rules::ROUNDS_PER_TURN;
 pub use screen::{
     glyph_width, ClientLayout, Layout, Line, Screen, ServerLayout, COLUMNS, HEIGHT, ROWS,
     ROW_HEIGHT, SERVER_TEXT_ROW, WIDTH,

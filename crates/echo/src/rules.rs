@@ -15,7 +15,7 @@ use crate::time::{millis, Duration, Instant};
 /// the display and a stop still come after at most this many rounds. A stack whose reads and
 /// writes complete at once while data flows (std sockets, embassy-net with a full buffer)
 /// would otherwise let one busy peer starve the rest.
-pub(crate) const ROUNDS_PER_TURN: u32 = 32;
+pub const ROUNDS_PER_TURN: u32 = 32;
 
 /// When bytes last moved on a connection, in either direction: the idle timeout's clock.
 #[derive(Clone, Copy, Debug)]
