@@ -264,7 +264,8 @@ impl TcpConnect for AsyncStack {
 /// A TCP connection of an [`AsyncStack`], accepted or connected: an edge-nal-std
 /// [`TcpSocket`] whose errors name the operation and the peer ([`Error`]), whose
 /// [`abort`](TcpShutdown::abort) resets the connection, and whose bytes the stack counts.
-/// Closed when dropped.
+/// Its reads and writes are this crate's own: a system call only once the reactor reports
+/// the socket ready (see `when_ready`), reads through a read-ahead. Closed when dropped.
 pub struct Connection<'a> {
     socket: TcpSocket,
     peer: SocketAddr,
@@ -272,8 +273,8 @@ pub struct Connection<'a> {
     /// Given back when the connection is dropped, so that the acceptor may hand out another.
     _permit: Option<SemaphoreGuard<'a>>,
     /// Bytes read beyond a small read's buffer ([`READ_AHEAD`](crate::stack::READ_AHEAD), as
-    /// [`StdStack`]'s receive):
-    /// one `recvfrom` for up to 64 KiB where the echo reads 1 KiB at a time.
+    /// [`StdStack`]'s receive): one `recvfrom` for up to 64 KiB where the echo reads 1 KiB at
+    /// a time.
     ///
     /// [`StdStack`]: crate::StdStack
     ahead: Mutex<ReadAhead>,
