@@ -8,9 +8,11 @@
 //! client, which checks every byte it gets back (at memory speed: the server sets the pace),
 //! and each figure is the median of nine rounds.
 //! The first table gives every figure of every server; the second, each of our servers'
-//! figures divided by each peer's, with the issue's targets.
+//! figures divided by each peer's, with the issue's targets; the third, a second tokio
+//! `current_thread` process's figures divided by the first one's: two identical servers, so
+//! how far from 1.00 a ratio can land by chance in this run.
 //!
-//! `cargo bench -p echo-std --bench loopback` (Linux; about three minutes). `ECHO_BENCH_QUICK=1`
+//! `cargo bench -p echo-std --bench loopback` (Linux; about three and a half minutes). `ECHO_BENCH_QUICK=1`
 //! shrinks every run tenfold.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -38,6 +40,11 @@ const SERVERS: &[Kind] = &[
     Kind::Peer("std threads", Peer::Threads),
     Kind::Peer("tokio current_thread", Peer::TokioCurrentThread),
     Kind::Peer("tokio multi_thread", Peer::TokioMultiThread),
+    Kind::Control(
+        "tokio current_thread, again",
+        Peer::TokioCurrentThread,
+        "tokio current_thread",
+    ),
 ];
 
 /// Issue 12's targets for one poll loop, against tokio's one thread.
@@ -80,12 +87,15 @@ enum Kind {
         &'static [(Figure, Target)],
     ),
     Peer(&'static str, Peer),
+    /// A second process of the peer named: its figures divided by the first one's show how
+    /// far apart two identical servers measure in the same run (the bench's resolution).
+    Control(&'static str, Peer, &'static str),
 }
 
 impl Kind {
     fn name(&self) -> &'static str {
         match self {
-            Kind::Ours(name, ..) | Kind::Peer(name, _) => name,
+            Kind::Ours(name, ..) | Kind::Peer(name, _) | Kind::Control(name, ..) => name,
         }
     }
 }
@@ -217,6 +227,7 @@ fn main() {
         tables.push((buffer, figures));
     }
     print_tables(&tables);
+    print_resolution(&tables);
     println!("\n({:.0} s)", started.elapsed().as_secs_f64());
 }
 
@@ -246,7 +257,7 @@ impl Server {
                     .env("RUST_LOG", "warn");
                 command
             }
-            Kind::Peer(_, peer) => {
+            Kind::Peer(_, peer) | Kind::Control(_, peer, _) => {
                 let mut command = Command::new(std::env::current_exe().expect("bench executable"));
                 command
                     .env(PEER_ENV, peer.key())
@@ -385,15 +396,18 @@ impl Sample {
 }
 
 /// Runs `measure` on every server in turn, ROUNDS times (after one warm-up each: page cache,
-/// TCP autotuning); every server's samples.
+/// TCP autotuning); every server's samples. Each round starts one server further on, so no
+/// server always comes right after the same other one (whose connections may still be
+/// closing, whose threads the scheduler has just placed).
 fn compare(servers: &[Server], measure: impl Fn(&Server) -> Sample) -> Vec<Vec<Sample>> {
     let mut samples = vec![Vec::new(); servers.len()];
     for server in servers {
         measure(server);
     }
-    for _ in 0..ROUNDS {
-        for (index, server) in servers.iter().enumerate() {
-            samples[index].push(measure(server));
+    for round in 0..ROUNDS {
+        for step in 0..servers.len() {
+            let index = (round + step) % servers.len();
+            samples[index].push(measure(&servers[index]));
         }
     }
     samples
@@ -623,6 +637,39 @@ fn print_tables(tables: &[(usize, Vec<[f64; Figure::ALL.len()]>)]) {
                     figure.what(),
                     size(*buffer),
                     ratios.join(" | ")
+                );
+            }
+        }
+    }
+}
+
+/// The control's figures divided by its twin's: how far apart two identical servers measure.
+fn print_resolution(tables: &[(usize, Vec<[f64; Figure::ALL.len()]>)]) {
+    for (control, kind) in SERVERS.iter().enumerate() {
+        let Kind::Control(name, _, twin) = kind else {
+            continue;
+        };
+        let twin = SERVERS
+            .iter()
+            .position(|k| k.name() == *twin)
+            .expect("the control's twin is a server of the bench");
+        println!();
+        println!("| control | measurement | / {} |", SERVERS[twin].name());
+        println!("|---|---|---:|");
+        for (buffer, figures) in tables {
+            for figure in Figure::ALL {
+                let (value, base) = (
+                    figures[control][figure as usize],
+                    figures[twin][figure as usize],
+                );
+                let ratio = match base > 0.0 {
+                    true => format!("{:.2}", value / base),
+                    false => "-".to_string(),
+                };
+                println!(
+                    "| {name} | {}, {} buffer | {ratio} |",
+                    figure.what(),
+                    size(*buffer)
                 );
             }
         }
