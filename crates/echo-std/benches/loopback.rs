@@ -12,8 +12,8 @@
 //! `current_thread` process's figures divided by the first one's: two identical servers, so
 //! how far from 1.00 a ratio can land by chance in this run.
 //!
-//! `cargo bench -p echo-std --bench loopback` (Linux; about three and a half minutes). `ECHO_BENCH_QUICK=1`
-//! shrinks every run tenfold.
+//! `cargo bench -p echo-std --bench loopback` (Linux; about three and a half minutes).
+//! `ECHO_BENCH_QUICK=1` shrinks every run tenfold.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -40,11 +40,7 @@ const SERVERS: &[Kind] = &[
     Kind::Peer("std threads", Peer::Threads),
     Kind::Peer("tokio current_thread", Peer::TokioCurrentThread),
     Kind::Peer("tokio multi_thread", Peer::TokioMultiThread),
-    Kind::Control(
-        "tokio current_thread, again",
-        Peer::TokioCurrentThread,
-        "tokio current_thread",
-    ),
+    Kind::Control("tokio current_thread, again", "tokio current_thread"),
 ];
 
 /// Issue 12's targets for one poll loop, against tokio's one thread.
@@ -89,15 +85,32 @@ enum Kind {
     Peer(&'static str, Peer),
     /// A second process of the peer named: its figures divided by the first one's show how
     /// far apart two identical servers measure in the same run (the bench's resolution).
-    Control(&'static str, Peer, &'static str),
+    Control(&'static str, &'static str),
 }
 
 impl Kind {
     fn name(&self) -> &'static str {
         match self {
-            Kind::Ours(name, ..) | Kind::Peer(name, _) | Kind::Control(name, ..) => name,
+            Kind::Ours(name, ..) | Kind::Peer(name, _) | Kind::Control(name, _) => name,
         }
     }
+
+    /// The peer this server runs: its own, or its twin's for a control; none for ours.
+    fn peer(&self) -> Option<Peer> {
+        match self {
+            Kind::Ours(..) => None,
+            Kind::Peer(_, peer) => Some(*peer),
+            Kind::Control(_, twin) => SERVERS[server_index(twin)].peer(),
+        }
+    }
+}
+
+/// Where the server called `name` is in [`SERVERS`].
+fn server_index(name: &str) -> usize {
+    SERVERS
+        .iter()
+        .position(|kind| kind.name() == name)
+        .unwrap_or_else(|| panic!("{name:?} is not a server of the bench"))
 }
 
 #[derive(Clone, Copy)]
@@ -257,7 +270,8 @@ impl Server {
                     .env("RUST_LOG", "warn");
                 command
             }
-            Kind::Peer(_, peer) | Kind::Control(_, peer, _) => {
+            Kind::Peer(..) | Kind::Control(..) => {
+                let peer = kind.peer().expect("a peer or a control runs a peer");
                 let mut command = Command::new(std::env::current_exe().expect("bench executable"));
                 command
                     .env(PEER_ENV, peer.key())
@@ -605,18 +619,14 @@ fn print_tables(tables: &[(usize, Vec<[f64; Figure::ALL.len()]>)]) {
         let Kind::Ours(name, _, against, targets) = kind else {
             continue;
         };
-        let against = SERVERS
-            .iter()
-            .position(|k| k.name() == *against)
-            .expect("the target's peer is a server of the bench");
+        let against = server_index(against);
         for (buffer, figures) in tables {
             for figure in Figure::ALL {
                 let value = |server: usize| figures[server][figure as usize];
-                let ratio = |peer: usize| match value(peer) > 0.0 {
-                    true => format!("{:.2}", value(ours) / value(peer)),
-                    false => "-".to_string(),
-                };
-                let ratios: Vec<String> = peers.iter().map(|&(peer, _)| ratio(peer)).collect();
+                let ratios: Vec<String> = peers
+                    .iter()
+                    .map(|&(peer, _)| ratio(value(ours), value(peer)))
+                    .collect();
                 let target = targets.iter().find(|(f, _)| *f == figure).map(|(_, t)| *t);
                 let (target, met) = match target {
                     None => (String::new(), ""),
@@ -646,33 +656,32 @@ fn print_tables(tables: &[(usize, Vec<[f64; Figure::ALL.len()]>)]) {
 /// The control's figures divided by its twin's: how far apart two identical servers measure.
 fn print_resolution(tables: &[(usize, Vec<[f64; Figure::ALL.len()]>)]) {
     for (control, kind) in SERVERS.iter().enumerate() {
-        let Kind::Control(name, _, twin) = kind else {
+        let Kind::Control(name, twin) = kind else {
             continue;
         };
-        let twin = SERVERS
-            .iter()
-            .position(|k| k.name() == *twin)
-            .expect("the control's twin is a server of the bench");
+        let twin = server_index(twin);
         println!();
         println!("| control | measurement | / {} |", SERVERS[twin].name());
         println!("|---|---|---:|");
         for (buffer, figures) in tables {
             for figure in Figure::ALL {
-                let (value, base) = (
-                    figures[control][figure as usize],
-                    figures[twin][figure as usize],
-                );
-                let ratio = match base > 0.0 {
-                    true => format!("{:.2}", value / base),
-                    false => "-".to_string(),
-                };
+                let value = |server: usize| figures[server][figure as usize];
                 println!(
-                    "| {name} | {}, {} buffer | {ratio} |",
+                    "| {name} | {}, {} buffer | {} |",
                     figure.what(),
-                    size(*buffer)
+                    size(*buffer),
+                    ratio(value(control), value(twin))
                 );
             }
         }
+    }
+}
+
+/// `value / base` for a table, or `-` where the base is nothing (an idle server's 0%).
+fn ratio(value: f64, base: f64) -> String {
+    match base > 0.0 {
+        true => format!("{:.2}", value / base),
+        false => "-".to_string(),
     }
 }
 
