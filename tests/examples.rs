@@ -10,6 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[path = "../crates/echo-std/tests/common/port.rs"]
+mod port;
+use port::free_port;
+
 const PATIENCE: Duration = Duration::from_secs(10);
 
 /// For each `name(example)`, a module `name` with a test for `example` (`name::nb`) and one for
@@ -67,14 +71,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn tcp_server_echoes_a_client(name: &str) {

@@ -4,11 +4,13 @@
 #![allow(dead_code)] // each test file uses its own part of this
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+pub mod port;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_echo-std");
 
@@ -26,15 +28,6 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
             (state >> 24) as u8
         })
         .collect()
-}
-
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The engine an `echo-std server` or `client` runs on (`--engine`): every test of the
